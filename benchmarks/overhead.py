@@ -1,0 +1,76 @@
+"""Platform overhead of a sweep: time outside training and evaluation steps.
+
+    .venv/bin/python benchmarks/overhead.py            # the demo sweep (make demo's)
+    .venv/bin/python benchmarks/overhead.py -- data.max_train=2000   # extra overrides
+
+Runs `python sweep/run.py -m +experiment=demo` into a temporary directory, then reads each
+job's `job_time_s` (task start to end), `overhead_s` (job time not in training or evaluation
+steps: data loading, model building, tracking, checkpointing, symmetry measures) from MLflow.
+The driver's own time (interpreter start, imports, config composition, the parent run) is
+the sweep's wall time minus the jobs' time, shared over the jobs. Also times a cached
+Fashion-MNIST load.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def cached_load_seconds(cache: Path) -> tuple[float, float]:
+    from data import load_dataset
+
+    t = time.perf_counter()
+    load_dataset("fashion_mnist", cache_dir=str(cache))
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    load_dataset("fashion_mnist", cache_dir=str(cache))
+    return first, time.perf_counter() - t
+
+
+def main() -> None:
+    extra = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        first, cached = cached_load_seconds(tmp / "cache")
+        print(f"Fashion-MNIST load: first decode {first:.2f} s, cached {cached:.3f} s")
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cmd = [sys.executable, str(ROOT / "sweep" / "run.py"), "-m", "+experiment=demo",
+               f"tracking.uri={uri}", "tracking.experiment=overhead",
+               f"hydra.sweep.dir={tmp / 'sweep'}", "trainer.progress=off", *extra]
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=tmp, check=True, capture_output=True,
+                       env={**os.environ, "MIXERLAB_CACHE": str(tmp / "cache")})
+        wall = time.perf_counter() - t
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("overhead")
+        jobs = [r for r in client.search_runs([exp.experiment_id])
+                if "mlflow.parentRunId" in r.data.tags]
+    job_total = sum(r.data.metrics["job_time_s"] for r in jobs)
+    driver = (wall - job_total) / len(jobs)
+    print(f"sweep wall time {wall:.1f} s for {len(jobs)} jobs; driver time "
+          f"(start, imports, composition, parent run) {wall - job_total:.1f} s")
+    print(f"{'job':28} {'wall s':>7} {'compute s':>9} {'overhead s':>10} {'overhead':>8}")
+    fractions = []
+    for r in sorted(jobs, key=lambda r: r.info.run_name):
+        m = r.data.metrics
+        total = m["job_time_s"] + driver
+        over = m["overhead_s"] + driver
+        fractions.append(over / total)
+        print(f"{r.info.run_name:28} {total:7.1f} {total - over:9.1f} {over:10.1f} "
+              f"{100 * over / total:7.1f}%")
+    print(f"overhead per job: max {100 * max(fractions):.1f}%, "
+          f"mean {100 * sum(fractions) / len(fractions):.1f}% (target <= 10%)")
+
+
+if __name__ == "__main__":
+    main()

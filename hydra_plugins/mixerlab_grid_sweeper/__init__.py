@@ -1,0 +1,1 @@
+"""The project's default grid sweeper (Hydra's basic sweeper, made sweep-safe)."""

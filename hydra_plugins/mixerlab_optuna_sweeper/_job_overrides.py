@@ -1,0 +1,51 @@
+"""The override list of one trial's job: its sampled values, the fixed values, its identity.
+
+A job learns which trial it is from three overrides appended last, so they win over anything
+the user wrote: ``optuna.storage=<resolved storage>``, ``optuna.study_name=<name>`` and
+``optuna.trial=<number>``. The task's config is expected to hold the node
+``optuna: {storage: null, study_name: null, trial: null}``; for a config without it the keys are
+force-added (``++``) so that the job still composes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.core.override_parser.types import Override, Quote, QuotedString
+
+from ._search_space import SearchSpace
+
+
+def quote_for_override(text: str) -> str:
+    """``text`` as a single-quoted Hydra override value that parses back to exactly ``text``.
+
+    ``${`` is escaped as well: OmegaConf would otherwise read it as an interpolation.
+    """
+    return QuotedString(text=text.replace("${", "\\${"), quote=Quote.single).with_quotes()
+
+
+def identity_overrides(
+    storage_url: str, study_name: str, trial_number: int, force_add: bool
+) -> list[str]:
+    """The three ``optuna.*`` overrides that tell a job its storage, study and trial."""
+    prefix = "++" if force_add else ""
+    return [
+        f"{prefix}optuna.storage={quote_for_override(storage_url)}",
+        f"{prefix}optuna.study_name={quote_for_override(study_name)}",
+        f"{prefix}optuna.trial={trial_number}",
+    ]
+
+
+def trial_overrides(
+    space: SearchSpace,
+    params: Mapping[str, Any],
+    extra_fixed: Mapping[str, Any],
+    identity: list[str],
+) -> list[str]:
+    """Sampled params, then fixed overrides, then custom-search-space extras, then identity."""
+    lines = [space.override_for(key, value) for key, value in params.items()]
+    lines += [line for key, line in space.fixed_lines.items() if key not in params]
+    lines += [f"{key}={Override._get_value_element_as_str(value)}"
+              for key, value in extra_fixed.items()]
+    return lines + identity

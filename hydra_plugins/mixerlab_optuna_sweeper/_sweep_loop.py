@@ -1,0 +1,323 @@
+"""The sweep: validate, open the study, recover stale trials, then ask/launch/tell in batches.
+
+One batch is ``n_jobs`` trials asked together and launched with one ``launcher.launch`` call
+(``initial_job_idx`` = the first trial's number, so job directories are named after trial
+numbers and a resumed study never overwrites earlier ones). Batches repeat until the study
+holds ``n_trials`` counted trials (see ``_budget``), so rerunning a command resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from sweep.prelaunch import check_jobs
+
+from ._budget import counted_trials, failure_rate
+from ._errors import SearchSpaceError, TooManyFailedTrials
+from ._job_overrides import identity_overrides, trial_overrides
+from ._mlflow_artifacts import log_to_parent_run
+from ._results_report import log_summary, study_summary, write_results
+from ._search_space import SearchSpace, build_search_space
+from ._stale_trials import claim_trial, recover_stale_trials, requeue_unfinished
+from ._termination import sigterm_as_interrupt
+from ._trial_outcome import TrialOutcome, outcome_of, tell_outcome
+from .storage import open_storage, resolve_storage_url
+
+if TYPE_CHECKING:
+    from .optuna_sweeper import OptunaSweeper
+
+log = logging.getLogger(__name__)
+
+_GRID_SAMPLERS = {"optuna.samplers.GridSampler", "optuna.samplers._grid.GridSampler"}
+
+
+class _Clock:
+    """Splits the sweep's wall time into time inside ``launcher.launch`` and the rest."""
+
+    def __init__(self) -> None:
+        self.sweeper_s = 0.0
+        self.jobs_s = 0.0
+
+    @contextmanager
+    def sweeper(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sweeper_s += time.perf_counter() - start
+
+    @contextmanager
+    def jobs(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.jobs_s += time.perf_counter() - start
+
+
+def run_sweep(sweeper: OptunaSweeper, arguments: Sequence[str]) -> None:
+    """Run (or resume) the study configured on ``sweeper`` with the CLI ``arguments``."""
+    OptunaSweep(sweeper).run(list(arguments))
+
+
+class OptunaSweep:
+    """One invocation of the sweeper against its (possibly pre-existing) study."""
+
+    def __init__(self, sweeper: OptunaSweeper) -> None:
+        assert sweeper.config is not None and sweeper.launcher is not None
+        self.settings = sweeper
+        self.config: DictConfig = sweeper.config
+        self.launcher = sweeper.launcher
+        self.hydra_context = sweeper.hydra_context
+        self.sweep_dir = str(self.config.hydra.sweep.dir)
+        self.clock = _Clock()
+        self.n_launched = 0
+        # a task config without the `optuna` node still composes if the keys are force-added
+        self.force_add_identity = not isinstance(self.config.get("optuna"), DictConfig)
+
+    def run(self, arguments: list[str]) -> None:
+        setup_start = time.perf_counter()
+        # everything that can be wrong with the configuration fails here, before any I/O
+        space = build_search_space(_params_lines(self.settings.params) + arguments)
+        extender = (get_method(self.settings.custom_search_space)
+                    if self.settings.custom_search_space else None)
+        sampler = _make_sampler(self.settings.sampler, space)
+        n_trials = self.settings.n_trials
+        if type(sampler).__name__ == "GridSampler":
+            n_trials = min(n_trials, math.prod(len(v) for v in space.grid().values()))
+        pruner = instantiate(self.settings.pruner, _convert_="all") \
+            if self.settings.pruner else None
+
+        self.storage_url = resolve_storage_url(self.settings.storage, self.sweep_dir)
+        study_name = self.settings.study_name or str(self.config.hydra.job.name)
+        study = optuna.create_study(
+            study_name=study_name, storage=open_storage(self.storage_url), sampler=sampler,
+            pruner=pruner, directions=self.settings.directions, load_if_exists=True,
+        )
+        stored = [d.name.lower() for d in study.directions]
+        if stored != self.settings.directions:
+            raise SearchSpaceError(
+                f"study '{study_name}' in {self.storage_url} has directions {stored}, but "
+                f"hydra.sweeper.direction asks for {self.settings.directions}; use another "
+                "study_name or storage"
+            )
+        n_existing = len(study.get_trials(deepcopy=False))
+        if n_existing and self.settings.sampler is not None and \
+                self.settings.sampler.get("seed") is not None:
+            # a resumed study with a fixed seed would replay the first run's random draws:
+            # offset the seed by the number of trials already there (still reproducible)
+            study.sampler = _make_sampler(self.settings.sampler, space, seed_offset=n_existing)
+        self.study, self.space, self.extender = study, space, extender
+        with sigterm_as_interrupt():
+            recover_stale_trials(study)
+            setup_ms = (time.perf_counter() - setup_start) * 1e3
+            log.info("Optuna study '%s' in %s: %d of %d trials done; sampler %s, pruner %s, "
+                     "directions %s", study_name, self.storage_url,
+                     len(counted_trials(study.get_trials(deepcopy=False))), n_trials,
+                     type(sampler).__name__, type(pruner).__name__ if pruner else None,
+                     self.settings.directions)
+            succeeded = False
+            try:
+                self._run_batches(n_trials)
+                succeeded = True
+            finally:
+                self._report(setup_ms, raise_errors=succeeded)
+
+    def _run_batches(self, n_trials: int) -> None:
+        first = True
+        while True:
+            with self.clock.sweeper():
+                remaining = n_trials - len(counted_trials(self.study.get_trials(deepcopy=False)))
+            if remaining <= 0:
+                return
+            self._run_batch(min(self.settings.n_jobs, remaining), validate=first)
+            first = False
+
+    def _run_batch(self, size: int, validate: bool) -> None:
+        trials: list[optuna.Trial] = []
+        try:
+            with self.clock.sweeper():
+                for _ in range(size):
+                    trials.append(self.study.ask())
+                    claim_trial(self.study, trials[-1])
+                overrides = [self._configure(trial) for trial in trials]
+            if validate:
+                # compose and check the first batch's configs here: a typo or a bad value
+                # fails now with one clear message, not as a failed trial per job
+                check_jobs(self.settings.hydra_context.config_loader, self.settings.config,
+                           overrides)
+            outcomes = self._launch(trials, overrides)
+            with self.clock.sweeper():
+                for trial, outcome in zip(trials, outcomes, strict=True):
+                    self._tell(trial, outcome)
+        except BaseException:
+            # interrupted (SIGINT/SIGTERM) or broken: never leave trials RUNNING
+            requeued = requeue_unfinished(self.study, [t.number for t in trials])
+            if requeued:
+                log.warning("Optuna: trials %s of the running batch marked FAIL (driver "
+                            "interrupted) and re-enqueued", requeued)
+            raise
+        if any(o.state == TrialState.FAIL for o in outcomes):
+            self._check_failure_rate(outcomes)
+
+    def _configure(self, trial: optuna.Trial) -> list[str]:
+        """Sample the trial's params, record its fixed values; returns its job's overrides."""
+        for key, dist in self.space.distributions.items():
+            _suggest(trial, key, dist)
+        for key, value in self.space.fixed.items():
+            trial.set_user_attr(key, value)
+        extra: dict[str, Any] = {}
+        if self.extender is not None:
+            extra = dict(self.extender(self.config, trial) or {})
+        overlap = (set(trial.params) & set(self.space.fixed)) | (set(extra) & set(trial.params))
+        if overlap:
+            raise SearchSpaceError(f"parameters {sorted(overlap)} are both searched and fixed")
+        for key, value in extra.items():
+            trial.set_user_attr(key, _json_safe(value))
+        identity = identity_overrides(self.storage_url, self.study.study_name, trial.number,
+                                      self.force_add_identity)
+        return trial_overrides(self.space, trial.params, extra, identity)
+
+    def _launch(self, trials: list[optuna.Trial], overrides: list[list[str]]) \
+            -> list[TrialOutcome]:
+        """Launch the batch; one launch per run of consecutive trial numbers.
+
+        Numbers are consecutive unless another driver asked trials of the same study in
+        between; splitting then keeps job directory == trial number (no overwrites).
+        """
+        n_objectives = len(self.settings.directions)
+        outcomes: list[TrialOutcome] = []
+        for start, stop in _consecutive_runs([t.number for t in trials]):
+            try:
+                with self.clock.jobs():
+                    returns = self.launcher.launch(overrides[start:stop],
+                                                   initial_job_idx=trials[start].number)
+                if len(returns) != stop - start:
+                    raise RuntimeError(f"{len(returns)} results for {stop - start} jobs")
+                outcomes += [outcome_of(ret, n_objectives) for ret in returns]
+            except Exception as err:
+                # e.g. submitit: a job process died before Hydra could catch anything
+                reason = f"launch failed: {type(err).__name__}: {err}"
+                outcomes += [TrialOutcome(TrialState.FAIL, reason=reason)] * (stop - start)
+            self.n_launched += stop - start
+        return outcomes
+
+    def _tell(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        tell_outcome(self.study, trial, outcome)
+        if outcome.state == TrialState.COMPLETE:
+            log.info("Optuna trial %d: values %s, params %s", trial.number, outcome.values,
+                     trial.params)
+        elif outcome.state == TrialState.FAIL:
+            log.warning("Optuna trial %d failed: %s", trial.number, outcome.reason)
+        elif outcome.state == TrialState.PRUNED:
+            log.info("Optuna trial %d pruned (%s)", trial.number, outcome.reason or "pruner")
+
+    def _check_failure_rate(self, outcomes: list[TrialOutcome]) -> None:
+        failed, counted = failure_rate(self.study.get_trials(deepcopy=False))
+        rate = self.settings.max_failure_rate
+        if counted and failed / counted > rate:
+            last = next(o.reason for o in reversed(outcomes) if o.state == TrialState.FAIL)
+            raise TooManyFailedTrials(
+                f"Optuna sweep stopped: {failed} of {counted} trials failed "
+                f"({failed / counted:.0%}), more than hydra.sweeper.max_failure_rate={rate}. "
+                f"Last failure: {last}. See fail_reason in {self.sweep_dir}/trials.csv; "
+                "raise max_failure_rate to tolerate failures."
+            )
+
+    def _report(self, setup_ms: float, raise_errors: bool) -> None:
+        """Results files, console summary, MLflow parent run, overhead; after any exit."""
+        try:
+            start = time.perf_counter()
+            overhead = (self.clock.sweeper_s * 1e3 / self.n_launched) if self.n_launched else None
+            summary = study_summary(self.study, self.storage_url, overhead)
+            files = write_results(self.study, summary, self.sweep_dir)
+            log_summary(summary)
+            log_to_parent_run(self.sweep_dir, files, summary)
+            report_ms = (time.perf_counter() - start) * 1e3
+            if overhead is not None:
+                log.info(
+                    "sweeper overhead: %.1f ms per trial (ask/tell and storage I/O over %d "
+                    "trials; excludes launcher and jobs, %.1f s); setup %.0f ms, results %.0f "
+                    "ms", overhead, self.n_launched, self.clock.jobs_s, setup_ms, report_ms)
+        except Exception as err:
+            if raise_errors:
+                raise
+            log.warning("Could not write the Optuna results: %s", err)
+
+
+def _params_lines(params: DictConfig | dict | None) -> list[str]:
+    """``hydra.sweeper.params`` as override lines (``key=value``)."""
+    if not params:
+        return []
+    from hydra.core.override_parser.types import Override
+
+    lines = []
+    for key, value in params.items():
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            value = Override._get_value_element_as_str(OmegaConf.to_container(value))
+        elif not isinstance(value, str):
+            value = Override._get_value_element_as_str(value)
+        lines.append(f"{key}={value}")
+    return lines
+
+
+def _make_sampler(
+    cfg: DictConfig | None, space: SearchSpace, seed_offset: int = 0
+) -> optuna.samplers.BaseSampler:
+    """Instantiate the sampler; GridSampler gets its grid from the search space."""
+    if cfg is None:
+        return optuna.samplers.TPESampler()
+    kwargs: dict[str, Any] = {}
+    if seed_offset and cfg.get("seed") is not None:
+        kwargs["seed"] = int(cfg.seed) + seed_offset
+    if cfg.get("_target_") in _GRID_SAMPLERS and "search_space" not in cfg:
+        kwargs["search_space"] = space.grid()
+    return instantiate(cfg, **kwargs, _convert_="all")
+
+
+def _suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
+    """Sample ``key`` from ``dist`` through Optuna's public suggest API."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(key, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise TypeError(f"unsupported distribution for '{key}': {dist}")
+
+
+def _consecutive_runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """[start, stop) index ranges of ``numbers`` whose values increase by one."""
+    runs, start = [], 0
+    for i in range(1, len(numbers) + 1):
+        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+            runs.append((start, i))
+            start = i
+    return runs
+
+
+def _json_safe(value: Any) -> Any:
+    """User attrs must be JSON-serializable: other values are stored as text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return str(value)

@@ -1,0 +1,49 @@
+"""Run `python sweep/run.py` the way a user does (a subprocess) and read what it logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = str(ROOT / "sweep" / "run.py")
+# the smallest useful job: 8x8 digits, C 16, depth 2
+TINY = ["data=digits", "model.dim=16", "model.depth=2", "trainer.epochs=1",
+        "trainer.progress=lines", "trainer.lr=4e-3"]
+
+
+def run_job(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """python sweep/run.py ARGS in ``cwd``; the data cache lives in cwd/.cache."""
+    full_env = {**os.environ, "MIXERLAB_CACHE": str(cwd / ".cache"), **(env or {})}
+    proc = subprocess.run([sys.executable, RUN, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def sqlite_uri(cwd: Path) -> str:
+    return f"sqlite:///{cwd / 'mlflow.db'}"
+
+
+def runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r} at {uri}"
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    hist = MlflowClient(uri).get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in hist)
+
+
+def read_metrics_file(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]

@@ -1,0 +1,67 @@
+"""The tracker interface the training loop talks to (never to MLflow directly)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Tracker(Protocol):
+    """Where a run's params, per-epoch metrics, tags and artifacts go.
+
+    Statuses follow MLflow's: RUNNING, FINISHED, FAILED, KILLED.
+    """
+
+    run_id: str | None
+
+    def start(
+        self,
+        *,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> str | None:
+        """Create (or reopen, when ``resume_run_id`` is given) the run; returns its id."""
+        ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """All metrics of one step in one call."""
+        ...
+
+    def last_step(self, key: str) -> int | None:
+        """The largest step logged for ``key`` (None if none): lets a resumed job re-log
+        exactly the epochs the tracker missed."""
+        ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None: ...
+
+    def finish(self, status: str) -> None:
+        """Set the terminal status: FINISHED, FAILED or KILLED."""
+        ...
+
+
+class NullTracker:
+    """tracking.enabled=false: records nothing."""
+
+    run_id: str | None = None
+
+    def start(self, **_: object) -> str | None:
+        return None
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def last_step(self, key: str) -> int | None:
+        return None
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        pass
+
+    def finish(self, status: str) -> None:
+        pass

@@ -1,0 +1,295 @@
+"""A plain training loop: AdamW, warm-up + cosine, the model's own regulariser, epoch
+checkpoints that resume to the last digit, and a tracker interface for logging.
+
+The loop needs direct access to the model (``model.regularizer()`` for lam ||V||^2 and
+``model.symmetry_measures()`` every epoch), which is why it is written out here rather than
+hidden in a framework.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from data import BatchAugment, ImageData, batches, normalize
+from models.mixer import num_params
+from tracking.tracker import Tracker
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.device import resolve_device
+from training.evaluate import evaluate
+from training.progress import Progress
+from training.schedule import lr_at, scaled_lr
+
+log = logging.getLogger("training")
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+"""Called after each epoch with (epoch, metrics); may raise to stop the job (e.g. Optuna
+pruning raises optuna.TrialPruned)."""
+
+CHECKPOINT = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+PRECISIONS = ("fp32", "bf16")
+
+
+class DivergenceError(RuntimeError):
+    """The loss became non-finite or exploded: the job stops instead of burning compute."""
+
+
+@dataclass
+class TrainerConfig:
+    """conf/trainer/default.yaml, one field per key."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-4
+    lr_batch: int = 512
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1
+    min_lr: float = 1e-6
+    label_smoothing: float = 0.1
+    grad_clip: float | None = 1.0
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
+    threads: int | None = None
+    eval_batch_size: int = 1000
+    resume: bool = True
+    checkpoint: bool = True
+    progress: str = "auto"
+    divergence_loss: float = 1e4
+
+    def __post_init__(self) -> None:
+        checks = [
+            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an integer >= 1"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size",
+             "an integer >= 1"),
+            (_finite(self.lr) and self.lr > 0, "lr", "a number > 0"),
+            (_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+             "a number >= 0"),
+            (_finite(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs",
+             "a number >= 0"),
+            (_finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing",
+             "in [0, 1)"),
+            (self.grad_clip is None or (_finite(self.grad_clip) and self.grad_clip > 0),
+             "grad_clip", "null or a number > 0"),
+            (self.precision in PRECISIONS, "precision", f"one of {list(PRECISIONS)}"),
+            (self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+             "threads", "null or an integer >= 1"),
+        ]
+        for ok, key, valid in checks:
+            if not ok:
+                raise ValueError(f"trainer.{key}={getattr(self, key)!r} is invalid; valid: {valid}")
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only, not on biases and norm gains (as timm does)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` and logs every epoch to ``tracker``.
+
+    Usage: ``t = Trainer(...); tracker.start(resume_run_id=t.resumed_run_id, ...);
+    metrics = t.fit()``. Everything a resumed job needs is in ``out_dir``: the checkpoint
+    (model, optimiser, step, RNG states, tracker run id) and metrics.jsonl.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ImageData,
+        config: TrainerConfig,
+        augment: BatchAugment,
+        tracker: Tracker,
+        out_dir: str | Path,
+        seed: int = 0,
+        fingerprint: str = "",
+        callbacks: Sequence[EpochCallback] = (),
+    ) -> None:
+        self.cfg = config
+        self.out_dir = Path(out_dir)
+        self.tracker = tracker
+        self.callbacks = list(callbacks)
+        self.fingerprint = fingerprint
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        torch.manual_seed(seed)  # drop path and anything else drawing from the global RNG
+        self.data = data.to(self.device)
+        self.model = model.to(self.device)
+        # the compiled module runs the steps; self.model keeps regulariser and measures
+        self.step_model = torch.compile(model) if config.compile else model
+        self.augment = augment
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self.optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay),
+                                           lr=config.lr, betas=(0.9, 0.999))
+        n_train = len(self.data.train_x)
+        self.steps_per_epoch = math.ceil(n_train / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+        self.peak_lr = scaled_lr(config.lr, config.batch_size, config.lr_batch)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                       enabled=config.precision == "bf16")
+        self.epoch = 0  # last completed epoch
+        self.step = 0
+        self.resumed_run_id: str | None = None
+        self.ckpt_path = self.out_dir / CHECKPOINT
+        self.metrics_path = self.out_dir / METRICS_FILE
+        if config.resume and self.ckpt_path.exists():
+            self._restore(load_checkpoint(self.ckpt_path, fingerprint))
+
+    # ----------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
+            "fingerprint": self.fingerprint,
+            "run_id": self.tracker.run_id,
+        }
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        torch.set_rng_state(state["rng"]["torch"])
+        self.gen.set_state(state["rng"]["gen"])
+        if state["rng"].get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.resumed_run_id = state.get("run_id")
+        log.info("resumed from %s at epoch %d", self.ckpt_path, self.epoch)
+
+    def _history(self) -> list[dict]:
+        """Per-epoch metrics written so far, up to the checkpoint's epoch (later lines belong
+        to an epoch the checkpoint does not hold and will be recomputed)."""
+        if not self.metrics_path.exists():
+            return []
+        rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        return [r for r in rows if r["epoch"] <= self.epoch]
+
+    def _sync_tracker(self, history: list[dict]) -> None:
+        """After a restart: log the epochs the tracker missed (killed between the checkpoint
+        and the log call, or the server was down), so no epoch is missing or repeated."""
+        last = self.tracker.last_step("test_acc") if self.tracker.run_id else None
+        for row in history:
+            if last is None or row["epoch"] > last:
+                self.tracker.log_metrics(row["metrics"], step=row["epoch"])
+
+    # ----------------------------------------------------------------- training
+    def _train_epoch(self, progress: Progress) -> tuple[float, float, float]:
+        """One pass over the shuffled training set -> (mean loss, mean reg loss, seconds)."""
+        d, cfg = self.data, self.cfg
+        self.step_model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        reg_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        n_steps = 0
+        t0 = time.perf_counter()
+        for xb, yb in batches(d.train_x, d.train_y, cfg.batch_size, shuffle=True,
+                              generator=self.gen):
+            lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.peak_lr, cfg.min_lr)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x, y_soft = self.augment(normalize(xb, d.mean, d.std), yb, self.gen)  # (B,C,H,W), (B,K)
+            with self.autocast:
+                logits = self.step_model(x)
+            loss = torch.sum(-y_soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+            reg = self.model.regularizer()
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss + reg).backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            n_steps += 1
+            loss_sum += loss.detach()
+            reg_sum += reg.detach()
+            # a host sync every few steps catches divergence early without stalling a GPU
+            if n_steps % 10 == 0 or n_steps == self.steps_per_epoch:
+                self._check_finite(float(loss.detach()), lr)
+                progress.step(float(loss.detach()))
+            else:
+                progress.step()
+        seconds = time.perf_counter() - t0
+        return float(loss_sum) / n_steps, float(reg_sum) / n_steps, seconds
+
+    def _check_finite(self, loss: float, lr: float) -> None:
+        if not math.isfinite(loss) or loss > self.cfg.divergence_loss:
+            raise DivergenceError(
+                f"training diverged at epoch {self.epoch + 1}, step {self.step}: loss={loss} "
+                f"(limit trainer.divergence_loss={self.cfg.divergence_loss}, lr={lr:.3g}); "
+                "lower trainer.lr or raise trainer.warmup_epochs")
+
+    def fit(self) -> dict[str, float]:
+        """Train the remaining epochs; returns the final epoch's metrics plus
+        ``best_test_acc`` and ``num_params``."""
+        d, cfg = self.data, self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        history = self._history()
+        # rewrite the file so it holds exactly the checkpointed epochs
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        self._sync_tracker(history)
+        progress = Progress(cfg.progress, cfg.epochs, self.steps_per_epoch, self.epoch + 1)
+        try:
+            while self.epoch < cfg.epochs:
+                progress.start_epoch(self.epoch + 1)
+                train_loss, reg_loss, seconds = self._train_epoch(progress)
+                self.epoch += 1
+                metrics = {
+                    "train_loss": train_loss,
+                    "reg_loss": reg_loss,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "epoch_time_s": seconds,
+                    "images_per_s": len(d.train_x) / seconds,
+                }
+                t_eval = time.perf_counter()
+                metrics["test_loss"], metrics["test_acc"] = evaluate(
+                    self.step_model, d.test_x, d.test_y, d.mean, d.std, cfg.eval_batch_size,
+                    self.autocast)
+                if d.val_x is not None:
+                    metrics["val_loss"], metrics["val_acc"] = evaluate(
+                        self.step_model, d.val_x, d.val_y, d.mean, d.std, cfg.eval_batch_size,
+                        self.autocast)
+                metrics["eval_time_s"] = time.perf_counter() - t_eval
+                metrics.update(self.model.symmetry_measures())
+                row = {"epoch": self.epoch, "metrics": metrics}
+                history.append(row)
+                # local record first, then the checkpoint, then the tracker: whatever is
+                # interrupted, a restart finds every finished epoch on disk
+                with self.metrics_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if cfg.checkpoint:
+                    save_checkpoint(self.ckpt_path, self._state())
+                self.tracker.log_metrics(metrics, step=self.epoch)
+                progress.end_epoch(self.epoch, metrics)
+                for callback in self.callbacks:
+                    callback(self.epoch, metrics)
+        finally:
+            progress.close()
+        final = dict(history[-1]["metrics"]) if history else {}
+        final["best_test_acc"] = max(r["metrics"]["test_acc"] for r in history)
+        # time in training and evaluation steps, for the platform-overhead figure
+        final["compute_time_s"] = sum(r["metrics"]["epoch_time_s"]
+                                      + r["metrics"].get("eval_time_s", 0.0) for r in history)
+        final["num_params"] = float(num_params(self.model))
+        return final
