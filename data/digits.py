@@ -7,13 +7,11 @@ class balance of the whole set. Pixels are rescaled from 0..16 to 0..255.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from data.reader import Decoded, Reader
 
@@ -23,12 +21,20 @@ TEST_SIZE = 360
 def sources(root: Path | None) -> list[Path]:
     """The csv scikit-learn decodes the digits from, so that the cache follows an upgrade of
     it; none if this scikit-learn keeps it elsewhere (the cache key then holds the name only)."""
-    path = Path(str(resources.files("sklearn.datasets.data").joinpath("digits.csv.gz")))
+    # find_spec locates the package without importing it: importing scikit-learn costs ~1 s,
+    # paid by every job of a sweep otherwise, while the cache makes decode() rare.
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
     return [path] if path.is_file() else []
 
 
 def decode(root: Path | None, image_size: int) -> Decoded:
     """Train (1437, 1, 8, 8) and test (360, 1, 8, 8) uint8 images with int64 labels."""
+    from sklearn.datasets import load_digits  # slow import, only on a cache miss
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     labels = bunch.target.astype(np.int64)
