@@ -21,8 +21,13 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from sweep.experiment_notes import DESCRIPTION
-from tracking.mlflow_tracker import get_or_create_experiment, resolve_tracking_uri
+from tracking.mlflow_tracker import (
+    get_or_create_experiment,
+    make_client,
+    resolve_tracking_uri,
+)
 from tracking.retry import with_retries
+from training.distributed import detect
 
 PARENT_FILE = ".mlflow_parent_run.json"
 log = logging.getLogger(__name__)
@@ -47,12 +52,14 @@ class MlflowParentRun(Callback):
     """Hydra callback: on multirun start create (or reopen) the parent run; on end close it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if detect()[1] != 0:  # `torchrun ... -m`: rank 0's driver owns the parent run
+            return
         if not config.tracking.enabled:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         uri = resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd)
-        client = MlflowClient(uri)
+        client = make_client(uri)
         retry = lambda what, fn: with_retries(  # noqa: E731
             fn, what, int(config.tracking.retries), float(config.tracking.retry_backoff_s))
         parent = read_parent(sweep_dir)
@@ -79,6 +86,8 @@ class MlflowParentRun(Callback):
                  config.sweep_name, run.info.run_id, config.tracking.experiment, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if detect()[1] != 0:
+            return
         close_parent(config, "FINISHED")
 
 
@@ -109,3 +118,36 @@ def abandon_parent_if_empty(config: DictConfig) -> None:
     if not children:
         client.delete_run(parent["run_id"])
         (Path(config.hydra.sweep.dir) / PARENT_FILE).unlink()
+
+
+ORPHAN_ERROR = ("the job ended without closing its run (killed: SIGKILL, scancel, out of memory "
+                "or node failure); rerun the same command to resume it from its checkpoint")
+
+
+def fail_orphaned_runs(config: DictConfig) -> list[str]:
+    """After every job of the sweep has ended: mark the sweep's child runs still RUNNING (their
+    process was killed before it could close them) FAILED with an ``error`` tag; returns their
+    run ids. Never raises: a tracking outage here only leaves the runs as they are."""
+    try:
+        tracking = config.get("tracking")
+        parent = read_parent(config.hydra.sweep.dir) if tracking and tracking.enabled else None
+        if parent is None:
+            return []
+        client = MlflowClient(parent["tracking_uri"])
+        retries, backoff = int(config.tracking.retries), float(config.tracking.retry_backoff_s)
+        orphans = with_retries(lambda: client.search_runs(
+            [parent["experiment_id"]],
+            f"tags.mlflow.parentRunId = '{parent['run_id']}' and attributes.status = 'RUNNING'",
+            max_results=10000), "find orphaned runs", retries, backoff)
+        for run in orphans:
+            run_id = run.info.run_id
+            with_retries(lambda r=run_id: client.set_tag(r, "error", ORPHAN_ERROR),
+                         "tag orphaned run", retries, backoff)
+            with_retries(lambda r=run_id: client.set_terminated(r, "FAILED"),
+                         "fail orphaned run", retries, backoff)
+            log.warning("MLflow run %s (%s) was left RUNNING by a killed job: marked FAILED",
+                        run.info.run_name, run_id)
+        return [r.info.run_id for r in orphans]
+    except Exception as err:  # noqa: BLE001 - the sweep's own outcome matters more
+        log.warning("could not check the sweep's runs for killed jobs: %s", err)
+        return []

@@ -27,9 +27,12 @@ from data import BatchAugment, load_dataset
 from sweep.experiment_notes import DESCRIPTION
 from sweep.mlflow_parent import job_parent_run_id
 from sweep.run_name import run_name
+from sweep.termination import sigterm_raises
 from sweep.validate import check_config
-from tracking import MlflowTracker, NullTracker, Tracker, resolve_tracking_uri
+from tracking import MlflowTracker, NullTracker, Tracker, TrackingError, resolve_tracking_uri
 from training import Trainer, TrainerConfig
+from training.device import resolve_device
+from training.distributed import init_distributed
 
 log = logging.getLogger("sweep")
 RUN_ID_FILE = "mlflow_run_id"
@@ -37,7 +40,8 @@ RUN_ID_FILE = "mlflow_run_id"
 # Config keys that do not change what is trained: excluded from the checkpoint fingerprint,
 # so e.g. moving a job to a tracking server does not invalidate its checkpoint.
 _NOT_TRAINING = ("tracking", "optuna", "run_name", "sweep_name", "objective")
-_NOT_TRAINING_TRAINER = ("progress", "resume", "checkpoint", "eval_batch_size", "device")
+_NOT_TRAINING_TRAINER = ("progress", "resume", "checkpoint", "eval_batch_size", "device",
+                         "devices", "dist_timeout_s")
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -117,7 +121,13 @@ def objective_value(cfg: DictConfig, final: dict[str, float]) -> float | list[fl
 
 
 def run_task(cfg: DictConfig) -> float | list[float]:
-    """Train one configuration; returns ``cfg.objective`` of the final epoch."""
+    """Train one configuration; returns ``cfg.objective`` of the final epoch. SIGTERM while it
+    runs closes its tracking run as KILLED (sweep/termination.py)."""
+    with sigterm_raises():
+        return _run_task(cfg)
+
+
+def _run_task(cfg: DictConfig) -> float | list[float]:
     t_start = time.perf_counter()
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     check_config(cfg)
@@ -133,7 +143,11 @@ def run_task(cfg: DictConfig) -> float | list[float]:
     augment = BatchAugment(**OmegaConf.to_container(d.augment, resolve=True),
                            label_smoothing=trainer_cfg.label_smoothing,
                            num_classes=data.num_classes)
-    tracker = build_tracker(cfg)
+    # data-parallel: join the job's processes; only rank 0 tracks, and all use its output dir
+    dist_env = init_distributed(resolve_device(trainer_cfg.device), trainer_cfg.dist_timeout_s,
+                                trainer_cfg.devices)
+    out_dir = Path(dist_env.broadcast(str(out_dir)))
+    tracker = build_tracker(cfg) if dist_env.is_main else NullTracker()
     callbacks = []
     reporter = None
     if cfg.optuna.trial is not None:  # an Optuna trial: report each epoch, maybe get pruned
@@ -144,7 +158,7 @@ def run_task(cfg: DictConfig) -> float | list[float]:
         objective = str(cfg.objective)
         callbacks.append(lambda epoch, m: reporter.report(m[objective], epoch))
     trainer = Trainer(model, data, trainer_cfg, augment, tracker, out_dir, seed=int(cfg.seed),
-                      fingerprint=fingerprint(cfg), callbacks=callbacks)
+                      fingerprint=fingerprint(cfg), callbacks=callbacks, dist=dist_env)
 
     # A job restarted before its first checkpoint reuses the run it had already created.
     run_id_file = out_dir / RUN_ID_FILE
@@ -180,11 +194,15 @@ def run_task(cfg: DictConfig) -> float | list[float]:
     except optuna.TrialPruned:
         status, tags = "KILLED", {"optuna_state": "PRUNED"}
         raise
-    except KeyboardInterrupt:
-        status, tags = "KILLED", {"error": "interrupted"}
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (JobTerminated)
+        status, tags = "KILLED", {"error": f"interrupted: {err}" if str(err) else "interrupted"}
         raise
     except BaseException as err:
         tags = {"error": f"{type(err).__name__}: {err}"[:5000]}
+        if isinstance(err, TrackingError):
+            log.error("the tracking server is unreachable (%s); training results are safe in %s "
+                      "(checkpoint.pt, metrics.jsonl): rerun the same command once it is back "
+                      "to resume and log the missed epochs", cfg.tracking.uri, out_dir)
         raise
     finally:
         _close(tracker, status, tags)

@@ -142,3 +142,17 @@ def test_optuna_empty_interval_is_rejected_before_launch(tmp_path):
     assert proc.returncode != 0
     assert "model.sb_lambda" in proc.stderr and "interval" in proc.stderr
     assert not any(p.is_dir() and p.name.isdigit() for p in sweep_dir.glob("*"))
+
+
+@pytest.mark.parametrize("launcher, cls", [
+    ("submitit_slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher"),
+    ("local_debug", "SlurmLauncher"), ("gpu_4", "SlurmLauncher"), ("cpu_ddp2", "SlurmLauncher"),
+])
+def test_every_submitit_launcher_name_gets_the_launcher_that_survives_a_dead_job(tmp_path,
+                                                                                 launcher, cls):
+    """`hydra/launcher=submitit_slurm` as users type it, not only our profiles, must select the
+    launcher that turns a cancelled job into one failed job instead of a crashed sweep."""
+    proc = run_job([f"hydra/launcher={launcher}", "--cfg", "hydra", "-p",
+                    "hydra.launcher._target_"], tmp_path)
+    assert proc.stdout.strip().splitlines()[-1] == \
+        f"hydra_plugins.mixerlab_submitit_launcher.launcher.{cls}"

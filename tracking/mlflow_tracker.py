@@ -3,6 +3,8 @@ so several runs in one process — Hydra's basic launcher — never interfere)."
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +24,34 @@ def default_tracking_uri(base_dir: str | Path) -> str:
 
 def resolve_tracking_uri(uri: str | None, base_dir: str | Path) -> str:
     return default_tracking_uri(base_dir) if uri in (None, "") else str(uri)
+
+
+def use_own_retries() -> None:
+    """Make ``tracking.retries`` / ``tracking.retry_backoff_s`` the retry policy for HTTP
+    servers: MLflow's own client retries each request 7 times with exponential back-off (about
+    4 minutes per call against a server that is down) before our retry loop even sees the
+    error. Unless the user set MLFLOW_HTTP_REQUEST_MAX_RETRIES, it is set to 0 here."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+
+def make_client(uri: str) -> MlflowClient:
+    """An MlflowClient for ``uri``. Creating one on a SQLite file creates or migrates its schema
+    (MLflow runs alembic migrations on first use): concurrent jobs doing that on a new file
+    race and fail ("Online migration expected to match one row", "table ... already exists").
+    For ``sqlite:///`` URIs the creation is serialised across processes with an exclusive
+    ``flock`` on the database's folder, so the first job creates the schema and the others
+    find it ready."""
+    use_own_retries()
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    folder = Path(uri[len("sqlite:///"):]).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return MlflowClient(uri)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def get_or_create_experiment(client: MlflowClient, name: str,
@@ -49,7 +79,8 @@ class MlflowTracker:
         self.retries = retries
         self.backoff = retry_backoff_s
         self.description = description
-        self.client = MlflowClient(uri)
+        self.client = with_retries(lambda: make_client(uri), "open the tracking store", retries,
+                                   retry_backoff_s)
         self.run_id: str | None = None
 
     def _call(self, what: str, fn):
@@ -61,6 +92,11 @@ class MlflowTracker:
             self.run_id = resume_run_id
             self._call("reopen run", lambda: self.client.update_run(resume_run_id, "RUNNING"))
             self.set_tags(tags)
+            # an interruption (SIGTERM, requeue) left an `error` tag: the run goes on
+            run = self._call("get run", lambda: self.client.get_run(resume_run_id))
+            if "error" in run.data.tags:
+                self._call("clear error tag",
+                           lambda: self.client.delete_tag(resume_run_id, "error"))
             return resume_run_id
         exp_id = self._call("experiment", lambda: get_or_create_experiment(
             self.client, self.experiment, self.description))

@@ -25,6 +25,7 @@ from models.mixer import num_params
 from tracking.tracker import Tracker
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.device import resolve_device
+from training.distributed import DistEnv
 from training.evaluate import evaluate
 from training.progress import Progress
 from training.schedule import lr_at, scaled_lr
@@ -66,6 +67,8 @@ class TrainerConfig:
     checkpoint: bool = True
     progress: str = "auto"
     divergence_loss: float = 1e4
+    devices: int | None = None
+    dist_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -84,6 +87,10 @@ class TrainerConfig:
             (self.precision in PRECISIONS, "precision", f"one of {list(PRECISIONS)}"),
             (self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "null or an integer >= 1"),
+            (self.devices is None or (isinstance(self.devices, int) and self.devices >= 1),
+             "devices", "null or an integer >= 1"),
+            (_finite(self.dist_timeout_s) and self.dist_timeout_s > 0, "dist_timeout_s",
+             "a number > 0"),
         ]
         for ok, key, valid in checks:
             if not ok:
@@ -110,6 +117,11 @@ class Trainer:
     Usage: ``t = Trainer(...); tracker.start(resume_run_id=t.resumed_run_id, ...);
     metrics = t.fit()``. Everything a resumed job needs is in ``out_dir``: the checkpoint
     (model, optimiser, step, RNG states, tracker run id) and metrics.jsonl.
+
+    Data-parallel (``dist`` from training.distributed.init_distributed): ``config.batch_size``
+    is the global batch, each rank trains on its slice of it through DDP, metrics are
+    all-reduced, and only rank 0 writes the checkpoint and metrics.jsonl and runs callbacks
+    (pass the other ranks a NullTracker). Every rank returns the same final metrics.
     """
 
     def __init__(
@@ -123,6 +135,7 @@ class Trainer:
         seed: int = 0,
         fingerprint: str = "",
         callbacks: Sequence[EpochCallback] = (),
+        dist: DistEnv | None = None,
     ) -> None:
         self.cfg = config
         self.out_dir = Path(out_dir)
@@ -131,12 +144,19 @@ class Trainer:
         self.fingerprint = fingerprint
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
-        torch.manual_seed(seed)  # drop path and anything else drawing from the global RNG
+        self.dist = dist or DistEnv(device=resolve_device(config.device))
+        self.device = self.dist.device
+        # drop path and anything else drawing from the global RNG (its own stream per rank)
+        torch.manual_seed(seed + self.dist.rank)
         self.data = data.to(self.device)
         self.model = model.to(self.device)
-        # the compiled module runs the steps; self.model keeps regulariser and measures
-        self.step_model = torch.compile(model) if config.compile else model
+        # the compiled (and DDP-wrapped) module runs the steps; self.model keeps regulariser,
+        # measures and state dict; evaluation runs unwrapped (each rank on its own shard)
+        self.eval_model = torch.compile(model) if config.compile else model
+        self.step_model = self.eval_model
+        if self.dist.enabled:
+            ddp = self.dist.wrap(model)
+            self.step_model = torch.compile(ddp) if config.compile else ddp
         self.augment = augment
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay),
@@ -164,7 +184,9 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+                    # every rank's global RNG (drop path), so a data-parallel job resumes exactly
+                    "torch_ranks": self.dist.all_gather(torch.get_rng_state())},
             "fingerprint": self.fingerprint,
             "run_id": self.tracker.run_id,
         }
@@ -173,7 +195,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = state["epoch"], state["step"]
-        torch.set_rng_state(state["rng"]["torch"])
+        ranks = state["rng"].get("torch_ranks") or []
+        torch.set_rng_state(ranks[self.dist.rank] if len(ranks) == self.dist.world_size
+                            else state["rng"]["torch"])
         self.gen.set_state(state["rng"]["gen"])
         if state["rng"].get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -198,8 +222,12 @@ class Trainer:
 
     # ----------------------------------------------------------------- training
     def _train_epoch(self, progress: Progress) -> tuple[float, float, float]:
-        """One pass over the shuffled training set -> (mean loss, mean reg loss, seconds)."""
-        d, cfg = self.data, self.cfg
+        """One pass over the shuffled training set -> (mean loss, mean reg loss, seconds).
+
+        Every rank draws and augments the same global batch, then trains on its slice; the
+        loss is this rank's share of the global mean (times world_size, as DDP averages).
+        """
+        d, cfg, world = self.data, self.cfg, self.dist.world_size
         self.step_model.train()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         reg_sum = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -211,12 +239,14 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             x, y_soft = self.augment(normalize(xb, d.mean, d.std), yb, self.gen)  # (B,C,H,W), (B,K)
+            part = self.dist.shard(len(x))
             with self.autocast:
-                logits = self.step_model(x)
-            loss = torch.sum(-y_soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+                logits = self.step_model(x[part])
+            per_sample = torch.sum(-y_soft[part] * F.log_softmax(logits.float(), dim=-1), dim=-1)
+            loss = per_sample.sum() / len(x)  # this rank's share of the global batch mean
             reg = self.model.regularizer()
             self.optimizer.zero_grad(set_to_none=True)
-            (loss + reg).backward()
+            (loss * world + reg).backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -226,11 +256,13 @@ class Trainer:
             reg_sum += reg.detach()
             # a host sync every few steps catches divergence early without stalling a GPU
             if n_steps % 10 == 0 or n_steps == self.steps_per_epoch:
-                self._check_finite(float(loss.detach()), lr)
-                progress.step(float(loss.detach()))
+                step_loss = float(self.dist.all_reduce_sum(loss.detach().clone()))
+                self._check_finite(step_loss, lr)
+                progress.step(step_loss)
             else:
                 progress.step()
         seconds = time.perf_counter() - t0
+        self.dist.all_reduce_sum(loss_sum)
         return float(loss_sum) / n_steps, float(reg_sum) / n_steps, seconds
 
     def _check_finite(self, loss: float, lr: float) -> None:
@@ -240,16 +272,43 @@ class Trainer:
                 f"(limit trainer.divergence_loss={self.cfg.divergence_loss}, lr={lr:.3g}); "
                 "lower trainer.lr or raise trainer.warmup_epochs")
 
+    def _run_callbacks(self, metrics: dict[str, float]) -> bool:
+        """Run the epoch callbacks on rank 0 and re-raise what one raises (e.g.
+        optuna.TrialPruned). Returns True on the other ranks when rank 0's callback stopped
+        the job: they stop training too (cleanly, so the launcher keeps rank 0's error),
+        instead of waiting in a collective for a rank that has left."""
+        if not self.dist.enabled:
+            for callback in self.callbacks:
+                callback(self.epoch, metrics)
+            return False
+        err: Exception | None = None
+        if self.dist.is_main:
+            try:
+                for callback in self.callbacks:
+                    callback(self.epoch, metrics)
+            except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+                err = e
+        stop = self.dist.broadcast(None if err is None else f"{type(err).__name__}: {err}")
+        if err is not None:
+            raise err
+        if stop is not None:
+            log.info("rank 0 stopped the job after epoch %d (%s)", self.epoch, stop)
+        return stop is not None
+
     def fit(self) -> dict[str, float]:
         """Train the remaining epochs; returns the final epoch's metrics plus
         ``best_test_acc`` and ``num_params``."""
-        d, cfg = self.data, self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        history = self._history()
-        # rewrite the file so it holds exactly the checkpointed epochs
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-        self._sync_tracker(history)
-        progress = Progress(cfg.progress, cfg.epochs, self.steps_per_epoch, self.epoch + 1)
+        d, cfg, main = self.data, self.cfg, self.dist.is_main
+        history: list[dict] = []
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            history = self._history()
+            # rewrite the file so it holds exactly the checkpointed epochs
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+            self._sync_tracker(history)
+        history = self.dist.broadcast(history)
+        progress = Progress(cfg.progress if main else "off", cfg.epochs, self.steps_per_epoch,
+                            self.epoch + 1)
         try:
             while self.epoch < cfg.epochs:
                 progress.start_epoch(self.epoch + 1)
@@ -264,26 +323,28 @@ class Trainer:
                 }
                 t_eval = time.perf_counter()
                 metrics["test_loss"], metrics["test_acc"] = evaluate(
-                    self.step_model, d.test_x, d.test_y, d.mean, d.std, cfg.eval_batch_size,
-                    self.autocast)
+                    self.eval_model, d.test_x, d.test_y, d.mean, d.std, cfg.eval_batch_size,
+                    self.autocast, self.dist)
                 if d.val_x is not None:
                     metrics["val_loss"], metrics["val_acc"] = evaluate(
-                        self.step_model, d.val_x, d.val_y, d.mean, d.std, cfg.eval_batch_size,
-                        self.autocast)
+                        self.eval_model, d.val_x, d.val_y, d.mean, d.std, cfg.eval_batch_size,
+                        self.autocast, self.dist)
                 metrics["eval_time_s"] = time.perf_counter() - t_eval
                 metrics.update(self.model.symmetry_measures())
                 row = {"epoch": self.epoch, "metrics": metrics}
                 history.append(row)
                 # local record first, then the checkpoint, then the tracker: whatever is
                 # interrupted, a restart finds every finished epoch on disk
-                with self.metrics_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                if cfg.checkpoint:
-                    save_checkpoint(self.ckpt_path, self._state())
+                state = self._state() if cfg.checkpoint else None  # a collective: every rank
+                if main:
+                    with self.metrics_path.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    if state is not None:
+                        save_checkpoint(self.ckpt_path, state)
                 self.tracker.log_metrics(metrics, step=self.epoch)
                 progress.end_epoch(self.epoch, metrics)
-                for callback in self.callbacks:
-                    callback(self.epoch, metrics)
+                if self._run_callbacks(metrics):
+                    break
         finally:
             progress.close()
         final = dict(history[-1]["metrics"]) if history else {}

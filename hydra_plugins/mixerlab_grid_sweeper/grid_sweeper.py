@@ -71,6 +71,10 @@ class GridSweeper(BasicSweeper):
                                    "error": f"{type(err).__name__}: {err}".splitlines()[0]})
             idx += len(batch)
             returns.append(results)
+        # every job has ended: a run still RUNNING belongs to a job killed outright (SIGKILL)
+        from sweep.mlflow_parent import fail_orphaned_runs
+
+        fail_orphaned_runs(self.config)
         if failed:
             self._report_failures(sweep_dir, failed, idx)
         return returns

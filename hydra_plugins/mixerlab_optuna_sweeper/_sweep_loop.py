@@ -136,6 +136,10 @@ class OptunaSweep:
             try:
                 self._run_batches(n_trials)
                 succeeded = True
+                # every job has ended: a run still RUNNING belongs to a job killed outright
+                from sweep.mlflow_parent import fail_orphaned_runs
+
+                fail_orphaned_runs(self.config)
             finally:
                 self._report(setup_ms, raise_errors=succeeded)
 

@@ -1,0 +1,72 @@
+"""One paper style for every figure: seaborn theme, model colours and order, figure sizes and
+saving as PNG + PDF at fixed pixel size (no tight bounding box, so a figure of ``size`` inches
+is exactly ``size * DPI`` pixels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+DPI = 200
+WIDE = (7.0, 4.0)  # inches: 1400 x 800 px
+SQUARE = (5.0, 4.0)  # 1000 x 800 px
+GRID = (8.0, 6.0)  # 2 x 2 panels: 1600 x 1200 px
+PAIR = (9.0, 3.8)  # 1 x 2 panels: 1800 x 760 px
+
+MODEL_ORDER = ["sym", "asym", "para", "vanilla"]
+MODEL_NAMES = {"sym": "SymMixer", "asym": "AsymMixer", "para": "ParaMixer",
+               "vanilla": "MLP-Mixer (vanilla)"}
+_BASE = sns.color_palette("colorblind")
+MODEL_COLORS = {"sym": _BASE[0], "asym": _BASE[1], "para": _BASE[2], "vanilla": _BASE[4]}
+REF_COLORS = {"asym λ=0": _BASE[3], "sym": _BASE[0]}  # reference lines of the lam figures
+PART_COLORS = {"token": _BASE[4], "channel": _BASE[9]}
+ACC_LABEL = "test accuracy (%)"
+ACC_RANGE = (0.0, 100.0)  # accuracy intervals are clipped to it
+LAM_LABEL = "symmetry-breaking penalty λ (log scale)"
+
+
+def apply_style() -> None:
+    """The seaborn/matplotlib settings shared by all figures."""
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15,
+                  rc={"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titleweight": "bold",
+                      "axes.titlesize": 10.5, "figure.titlesize": 12,
+                      "figure.titleweight": "bold", "legend.frameon": True,
+                      "legend.framealpha": 0.9, "legend.fontsize": 8.5,
+                      "pdf.fonttype": 42, "grid.linewidth": 0.6})
+
+
+def new_figure(size: tuple[float, float] = WIDE, nrows: int = 1, ncols: int = 1,
+               **kwargs: object) -> tuple[Figure, object]:
+    """A styled figure with constrained layout; returns (figure, axes)."""
+    apply_style()
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, layout="constrained", **kwargs)
+    return fig, axes
+
+
+def lam_palette(lams: list[float]) -> dict[float, tuple[float, float, float]]:
+    """Colours for lam values: dark (strong penalty, close to SymMixer) to light."""
+    colors = sns.color_palette("flare_r", max(len(lams), 1))
+    return {lam: colors[i] for i, lam in enumerate(sorted(lams, reverse=True))}
+
+
+def group_palette(groups: list[str]) -> dict[str, tuple[float, float, float]]:
+    """Distinct colours for curve groups (depth / width)."""
+    colors = sns.color_palette("deep", max(len(groups), 1))
+    return {g: colors[i] for i, g in enumerate(groups)}
+
+
+def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:
+    """Write ``<out>/<name>.png`` (DPI) and ``.pdf``; closes the figure; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,1 @@
+"""hydra-submitit-launcher launchers that fail only a dead job, not the whole sweep."""
