@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -31,13 +31,16 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``JobTerminated`` (main thread only); the previous
-    handler (submitit's, or an Optuna driver's in-process one) is restored afterwards."""
+def sigterm_raises(
+    handler: Callable[[int, FrameType | None], None] = _raise_terminated,
+) -> Iterator[None]:
+    """Within the block, SIGTERM calls ``handler`` (default: raise ``JobTerminated``; the Optuna
+    driver passes its own), main thread only; the previous handler (submitit's, or an Optuna
+    driver's in-process one) is restored afterwards."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield  # signal handlers can only be installed from the main thread
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:

@@ -7,10 +7,10 @@ Python's default SIGTERM action ends the process at once; schedulers (SLURM at a
 from __future__ import annotations
 
 import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from types import FrameType
+
+from sweep.termination import sigterm_raises
 
 
 class DriverTerminated(KeyboardInterrupt):
@@ -21,14 +21,6 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise DriverTerminated(f"signal {signal.Signals(signum).name}")
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> AbstractContextManager[None]:
     """Within the block, SIGTERM raises ``DriverTerminated`` (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be installed from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return sigterm_raises(_raise_terminated)
