@@ -44,8 +44,10 @@ def test_analysis_reads_the_tracking_server(server, analysis_sweep):
 @pytest.fixture
 def browser(tmp_path) -> Iterator[object]:
     """Headless Chromium (Debian's chromium + chromium-driver) through Selenium."""
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip("needs Debian chromium and chromium-driver (make system)")
+    # a missing browser is a broken set-up, never a reason to pass quietly
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    assert not missing, (f"{missing} not found: the MLflow UI test needs Debian's chromium and "
+                         "chromium-driver (`make system` installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
