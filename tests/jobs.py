@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -15,6 +17,10 @@ RUN = str(ROOT / "sweep" / "run.py")
 # the smallest useful job: 8x8 digits, C 16, depth 2
 TINY = ["data=digits", "model.dim=16", "model.depth=2", "trainer.epochs=1",
         "trainer.progress=lines", "trainer.lr=4e-3"]
+# a job to interrupt: batch 2 makes epochs long enough (~1 s) to act mid-training; 1 thread as
+# on SLURM
+SLOW_JOB = ["data=digits", "model.dim=16", "model.depth=2", "trainer.batch_size=2",
+            "trainer.threads=1", "trainer.lr=4e-3", "trainer.progress=lines"]
 
 
 def run_job(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
@@ -47,3 +53,28 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
 
 def read_metrics_file(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def epochs_done(job_dir: Path) -> int:
+    """Lines in the job's metrics.jsonl (0 while it is missing or a line is being written)."""
+    try:
+        return len(read_metrics_file(job_dir / "metrics.jsonl"))
+    except (OSError, ValueError):
+        return 0
+
+
+def wait_for(what: str, cond: Callable[[], object], timeout: float = 180,
+             proc: subprocess.Popen | None = None, log: Path | None = None) -> object:
+    """Poll ``cond`` until it is truthy (returns its value); fails after ``timeout`` s, or as
+    soon as ``proc`` ends, showing the end of its output (``log`` when it writes to a file,
+    else its stderr pipe)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out = log.read_text() if log is not None else proc.communicate()[1]
+            raise AssertionError(f"the process ended while waiting for {what}:\n{out[-4000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

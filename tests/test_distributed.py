@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from jobs import RUN, TINY, read_metrics_file, run_job, runs, sqlite_uri
+from jobs import RUN, TINY, epochs_done, read_metrics_file, run_job, runs, sqlite_uri
 
 from training.distributed import DistEnv, detect
 
@@ -135,14 +135,6 @@ def python_with_env(procs, needle: str, key: str, value: str) -> list[psutil.Pro
     return found
 
 
-def epochs_done(path: Path) -> int:
-    """Lines in metrics.jsonl (0 while it is missing or its first line is being written)."""
-    try:
-        return len(read_metrics_file(path))
-    except (OSError, ValueError):
-        return 0
-
-
 def test_a_killed_rank_takes_the_job_down_without_a_hang_and_the_job_resumes(tmp_path):
     """SIGKILL rank 1 mid-training: torchrun ends the job at once (rank 0 sees gloo's
     connection reset), naming the dead rank. The same command then resumes from rank 0's
@@ -154,7 +146,7 @@ def test_a_killed_rank_takes_the_job_down_without_a_hang_and_the_job_resumes(tmp
     proc = torchrun(job, tmp_path, start_new_session=True)
     try:
         deadline = time.time() + 120
-        while epochs_done(metrics) == 0:  # training has started
+        while epochs_done(metrics.parent) == 0:  # training has started
             assert proc.poll() is None and time.time() < deadline, "training did not start"
             time.sleep(0.05)
         rank1 = python_with_env(psutil.Process(proc.pid).children(recursive=True), "run.py",
@@ -170,7 +162,7 @@ def test_a_killed_rank_takes_the_job_down_without_a_hang_and_the_job_resumes(tmp
             proc.wait()
     assert proc.returncode != 0
     assert "SIGKILL" in log and "local_rank: 1" in log, log[-5000:]
-    done = epochs_done(metrics)
+    done = epochs_done(metrics.parent)
     assert 1 <= done < 40, "the job was not interrupted mid-training"
 
     ckpt = tmp_path / "ddp" / "checkpoint.pt"
@@ -204,7 +196,7 @@ def test_a_killed_slurm_task_fails_the_job_and_the_sweep_reports_it(tmp_path):
     metrics = sweep_dir / "0" / "metrics.jsonl"
     try:
         deadline = time.time() + 180
-        while epochs_done(metrics) == 0:  # training has started
+        while epochs_done(metrics.parent) == 0:  # training has started
             assert proc.poll() is None and time.time() < deadline, "training did not start"
             time.sleep(0.2)
         rank1 = python_with_env(psutil.process_iter(), f"submitit.core._submit {sweep_dir}",

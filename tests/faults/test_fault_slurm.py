@@ -8,19 +8,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from jobs import RUN, metric_history, read_metrics_file, run_job, runs, sqlite_uri
+from jobs import (
+    RUN,
+    SLOW_JOB,
+    epochs_done,
+    metric_history,
+    run_job,
+    runs,
+    sqlite_uri,
+    wait_for,
+)
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slurm
 
-# batch 2 makes epochs long enough (~1 s) to interrupt mid-training; 1 thread as on SLURM
-JOB = ["data=digits", "model.dim=16", "model.depth=2", "trainer.batch_size=2",
-       "trainer.threads=1", "trainer.lr=4e-3", "trainer.progress=lines"]
 KEYS = ("train_loss", "test_loss", "test_acc")
 
 
@@ -29,27 +34,6 @@ def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, RUN, "-m", "hydra/launcher=local_debug", *args],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-
-
-def wait_for(what: str, cond, timeout: float = 240, proc: subprocess.Popen | None = None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"the sweep ended while waiting for {what}:\n{err[-4000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def epochs_done(job_dir: Path) -> int:
-    f = job_dir / "metrics.jsonl"
-    try:
-        return len(read_metrics_file(f)) if f.exists() else 0
-    except ValueError:  # a line being written
-        return 0
 
 
 def slurm_job_id(uri: str, job_dir: Path) -> str | None:
@@ -95,13 +79,15 @@ def test_requeued_job_resumes_and_cancelled_job_is_reported(tmp_path):
     by `scontrol requeue` mid-training, `cancelled` is `scancel`ed, `straight` is left alone."""
     uri, sweep = sqlite_uri(tmp_path), tmp_path / "sweep"
     epochs = 6
-    proc = start_sweep([*JOB, f"trainer.epochs={epochs}", "run_name=requeued,cancelled,straight",
-                        f"tracking.uri={uri}", "tracking.experiment=requeue",
+    proc = start_sweep([*SLOW_JOB, f"trainer.epochs={epochs}",
+                        "run_name=requeued,cancelled,straight", f"tracking.uri={uri}",
+                        "tracking.experiment=requeue",
                         f"hydra.sweep.dir={sweep}"], tmp_path)
     try:
         requeued, cancelled = sweep / "0", sweep / "1"
         wait_for("two epochs of job 0 and one of job 1",
-                 lambda: epochs_done(requeued) >= 2 and epochs_done(cancelled) >= 1, proc=proc)
+                 lambda: epochs_done(requeued) >= 2 and epochs_done(cancelled) >= 1, 240,
+                 proc=proc)
         rq_id, cc_id = slurm_job_id(uri, requeued), slurm_job_id(uri, cancelled)
         assert rq_id and cc_id
         done_before = epochs_done(requeued)
@@ -140,14 +126,14 @@ def test_job_hitting_its_time_limit_is_requeued_and_resumes(tmp_path):
     and the limit is cut to 1 min (warning due at once) once it has trained an epoch."""
     uri, sweep = sqlite_uri(tmp_path), tmp_path / "sweep"
     epochs = 40  # > 30 s of training left when the limit is cut (the timer resolution)
-    common = [*JOB, f"trainer.epochs={epochs}", f"tracking.uri={uri}",
+    common = [*SLOW_JOB, f"trainer.epochs={epochs}", f"tracking.uri={uri}",
               "tracking.experiment=timeout"]
     proc = start_sweep([*common, "run_name=timed-out", "hydra.launcher.timeout_min=5",
                         "hydra.launcher.signal_delay_s=40", f"hydra.sweep.dir={sweep}"],
                        tmp_path)
     try:
         job_dir = sweep / "0"
-        wait_for("an epoch of the job", lambda: epochs_done(job_dir) >= 1, proc=proc)
+        wait_for("an epoch of the job", lambda: epochs_done(job_dir) >= 1, 240, proc=proc)
         job_id = slurm_job_id(uri, job_dir)
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
         # the USR2 warning follows within SLURM's timer resolution; its handler requeues

@@ -8,15 +8,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from jobs import RUN, metric_history, read_metrics_file, run_job, runs
+from jobs import (
+    RUN,
+    SLOW_JOB,
+    epochs_done,
+    metric_history,
+    read_metrics_file,
+    run_job,
+    runs,
+    wait_for,
+)
 from services import free_port, mlflow_server
-
-# batch 2: epochs long enough (~1 s) that the server can be stopped mid-run
-JOB = ["data=digits", "model.dim=16", "model.depth=2", "trainer.batch_size=2",
-       "trainer.threads=1", "trainer.lr=4e-3", "trainer.progress=lines"]
 
 
 def start_job(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
@@ -26,26 +30,6 @@ def start_job(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
     proc = subprocess.Popen([sys.executable, RUN, *args], cwd=cwd, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
     return proc, log
-
-
-def wait_for(what: str, cond, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the job ended while waiting for {what}:\n"
-                                 f"{log.read_text()[-4000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def epochs_done(out: Path) -> int:
-    f = out / "metrics.jsonl"
-    try:
-        return len(read_metrics_file(f)) if f.exists() else 0
-    except ValueError:
-        return 0
 
 
 def steps(uri: str, run_id: str, key: str = "test_acc") -> list[int]:
@@ -59,18 +43,19 @@ def test_server_down_at_start_then_up_then_dropping_mid_run(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     out, server_dir = tmp_path / "job", tmp_path / "server"
     epochs = 6
-    proc, log = start_job([*JOB, f"trainer.epochs={epochs}", f"tracking.uri={uri}",
+    proc, log = start_job([*SLOW_JOB, f"trainer.epochs={epochs}", f"tracking.uri={uri}",
                            "tracking.experiment=outage", "tracking.retries=7",
                            "tracking.retry_backoff_s=0.5", f"hydra.run.dir={out}"], tmp_path)
     try:
-        wait_for("a retried tracking call", lambda: "retrying in" in log.read_text(), proc, log)
+        wait_for("a retried tracking call", lambda: "retrying in" in log.read_text(),
+                 proc=proc, log=log)
         assert epochs_done(out) == 0  # nothing trains before the run exists
         with mlflow_server(server_dir, port=port):  # the server comes up late
-            wait_for("two logged epochs", lambda: epochs_done(out) >= 2, proc, log)
+            wait_for("two logged epochs", lambda: epochs_done(out) >= 2, proc=proc, log=log)
         at_drop = epochs_done(out)  # the server is down again (stopped by the context manager)
         retries_before = log.read_text().count("retrying in")
         wait_for("a retried tracking call", lambda: log.read_text().count("retrying in")
-                 > retries_before, proc, log)
+                 > retries_before, proc=proc, log=log)
         with mlflow_server(server_dir, port=port):  # back on the same port and store
             assert proc.wait(timeout=300) == 0, log.read_text()[-4000:]
             [run] = runs(uri, "outage")
@@ -92,11 +77,12 @@ def test_server_gone_for_good_fails_clearly_and_keeps_results(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     out, server_dir = tmp_path / "job", tmp_path / "server"
     epochs = 4
-    args = [*JOB, f"trainer.epochs={epochs}", f"tracking.uri={uri}", "tracking.experiment=gone",
-            "tracking.retries=2", "tracking.retry_backoff_s=0.2", f"hydra.run.dir={out}"]
+    args = [*SLOW_JOB, f"trainer.epochs={epochs}", f"tracking.uri={uri}",
+            "tracking.experiment=gone", "tracking.retries=2", "tracking.retry_backoff_s=0.2",
+            f"hydra.run.dir={out}"]
     with mlflow_server(server_dir, port=port):
         proc, log = start_job(args, tmp_path)
-        wait_for("one logged epoch", lambda: epochs_done(out) >= 1, proc, log)
+        wait_for("one logged epoch", lambda: epochs_done(out) >= 1, proc=proc, log=log)
     try:
         assert proc.wait(timeout=120) != 0
     finally:
