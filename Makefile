@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 APT_PACKAGES := slurm-wlm munge dataset-fashion-mnist chromium chromium-driver
 
-.PHONY: setup system venv demo test test-fast lint bench cluster cluster-stop mlflow-ui clean
+.PHONY: setup system venv demo results test test-fast lint bench cluster cluster-stop mlflow-ui clean
 
 setup: system venv
 
@@ -36,6 +36,16 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/python sweep/run.py -m +experiment=demo
 	$(BIN)/python analysis/make_figures.py --experiment demo --out figures/demo
+
+# docs/RESULTS.md: the CPU-scale experiment set on Fashion-MNIST (~75 min on 2 cores), then
+# its figures and tables into docs/results/<experiment>/.
+RESULTS_EXPERIMENTS := model_comparison energy sb_strength search
+results: setup
+	for e in $(RESULTS_EXPERIMENTS); do \
+	  $(BIN)/python sweep/run.py -m +experiment=$$e || exit 1; done
+	for e in $(RESULTS_EXPERIMENTS); do \
+	  $(BIN)/python analysis/make_figures.py --experiment $$e --sweep $$e \
+	    --out docs/results/$$e || exit 1; done
 
 # Everything, against the real services (local SLURM cluster, MLflow server, Chromium).
 test: setup

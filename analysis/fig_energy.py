@@ -5,7 +5,10 @@ A model is rebuilt from its Hydra config (``<output_dir>/.hydra/config.yaml``, e
 ``config/config.yaml`` artifact, else its ``model.*`` params) and loaded from its checkpoint
 (``<output_dir>/checkpoint.pt``, else the run's ``checkpoint/checkpoint.pt`` artifact; see
 training/checkpoint.py). ``models.energy.integrate`` then runs float64 Euler steps from random
-initial states of the block's shape (S tokens x C channels).
+initial states of the block's shape (S tokens x C channels). ``table4b_energy_every_block``
+checks every block of every finished sym / asym run (up to ``MAX_CENSUS_RUNS``); the figure
+then shows, per model, the block where E rose most often (block 0 of one run when it never
+rose), so a rise anywhere is seen rather than hidden behind block 0.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ DT = 1e-2
 STEPS = 1000
 N_INITS = 3
 MAX_CANDIDATES = 5  # runs tried per model before giving up on a checkpoint
+MAX_CENSUS_RUNS = 24  # runs checked block by block for table4b (~0.3 s per block and state)
 
 
 def _local_or_artifact(client: MlflowClient, run: pd.Series, local: str, artifact: str,
@@ -84,13 +88,16 @@ def _pick(runs: pd.DataFrame, model: str) -> pd.DataFrame:
     return cand.sort_values(by)
 
 
-def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path, block: int,
-                    traces: list[pd.DataFrame], rows: list[dict], missing: list[str]) -> None:
+def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path,
+                    picks: dict[str, int], traces: list[pd.DataFrame], rows: list[dict],
+                    missing: list[str]) -> None:
     from models.energy import block_weights, integrate
 
     for model_name in ("sym", "asym"):
+        cands = _pick(tables.runs, model_name)
+        picked = cands[cands["run_name"].isin(list(picks))]
         model = run = None
-        for _, cand in _pick(tables.runs, model_name).head(MAX_CANDIDATES).iterrows():
+        for _, cand in pd.concat([picked, cands.head(MAX_CANDIDATES)]).iterrows():
             try:
                 model, run = load_trained_model(client, cand, tmp), cand
                 break
@@ -99,6 +106,7 @@ def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path, block: i
         if model is None:
             missing.append(model_name)
             continue
+        block = picks.get(run["run_name"], 0)
         weights = block_weights(model.blocks[block])
         shape = (weights.w_s.shape[1], weights.w_c.shape[1])  # (S, C)
         gen = torch.Generator().manual_seed(0)
@@ -107,7 +115,8 @@ def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path, block: i
             x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
             tr = integrate(x0, weights, dt=DT, steps=STEPS, record_every=10)
             traces.append(pd.DataFrame({"model": label, "run_name": run["run_name"],
-                                        "init": init, "time": tr.times.numpy(),
+                                        "block": block, "init": init,
+                                        "time": tr.times.numpy(),
                                         "energy": tr.energies.numpy()}))
             rows.append({"model": label, "run_name": run["run_name"], "block": block,
                          "init": init, "S": shape[0], "C": shape[1], "dt": DT,
@@ -116,9 +125,59 @@ def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path, block: i
                          "steps_energy_rose": tr.n_increases})
 
 
-def energy_traces(tables: RunTables, block: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trace, summary): energies along the dynamics of ``block`` of one trained sym and one
-    trained asym run; summary has E(0), E(T) and the number of Euler steps where E rose."""
+def energy_census(tables: RunTables) -> pd.DataFrame:
+    """For every block of every finished SymMixer / AsymMixer run with a loadable checkpoint
+    (at most ``MAX_CENSUS_RUNS``): Euler steps where E rose, over ``N_INITS`` random initial
+    states of ``STEPS`` steps each, the largest single-step rise and the first time t at which
+    E rose (NaN when it never did). One row per (run, block)."""
+    from models.energy import block_weights, integrate
+
+    client = MlflowClient(tables.tracking_uri)
+    runs = tables.runs[tables.runs["model"].isin(["sym", "asym"])
+                       & (tables.runs["status"] == "FINISHED")]
+    runs = runs.sort_values(["model", "lam", "seed"]).head(MAX_CENSUS_RUNS)
+    rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny float64 matmuls (see energy_traces)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _, run in runs.iterrows():
+                try:
+                    model = load_trained_model(client, run, Path(tmp))
+                except (FileNotFoundError, KeyError, RuntimeError, ValueError):
+                    continue
+                for b, blk in enumerate(model.blocks):
+                    weights = block_weights(blk)
+                    shape = (weights.w_s.shape[1], weights.w_c.shape[1])  # (S, C)
+                    gen = torch.Generator().manual_seed(0)
+                    rose, largest, first = [], 0.0, float("nan")
+                    for _ in range(N_INITS):
+                        x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
+                        tr = integrate(x0, weights, dt=DT, steps=STEPS)
+                        rose.append(tr.n_increases)
+                        steps_up = tr.energies.diff() > 0
+                        if steps_up.any():
+                            largest = max(largest, float(tr.energies.diff().max()))
+                            t_up = float(tr.times[1:][steps_up][0])
+                            first = t_up if first != first else min(first, t_up)
+                    rows.append({"model": display_name(run["model"], run["lam"]),
+                                 "kind": run["model"], "run_name": run["run_name"],
+                                 "seed": run["seed"], "block": b,
+                                 "states": N_INITS, "steps": STEPS * N_INITS,
+                                 "steps_energy_rose": sum(rose),
+                                 "states_with_a_rise": sum(r > 0 for r in rose),
+                                 "largest_rise": largest, "first_rise_t": first})
+    finally:
+        torch.set_num_threads(threads)
+    return pd.DataFrame(rows)
+
+
+def energy_traces(tables: RunTables, picks: dict[str, int] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trace, summary): energies along the dynamics of one block of one trained sym and one
+    trained asym run; summary has E(0), E(T) and the number of Euler steps where E rose.
+    ``picks`` (run name -> block) chooses the run and block per model; otherwise block 0 of
+    the first finished run (for asym: of the smallest lam)."""
     client = MlflowClient(tables.tracking_uri)
     traces, rows, missing = [], [], []
     threads = torch.get_num_threads()
@@ -126,7 +185,7 @@ def energy_traces(tables: RunTables, block: int = 0) -> tuple[pd.DataFrame, pd.D
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            _integrate_runs(tables, client, Path(tmp), block, traces, rows, missing)
+            _integrate_runs(tables, client, Path(tmp), picks or {}, traces, rows, missing)
     finally:
         torch.set_num_threads(threads)
     if missing == ["sym", "asym"]:
@@ -138,9 +197,22 @@ def energy_traces(tables: RunTables, block: int = 0) -> tuple[pd.DataFrame, pd.D
     return pd.concat(traces, ignore_index=True), pd.DataFrame(rows)
 
 
+def _worst_blocks(census: pd.DataFrame) -> dict[str, int]:
+    """Per model (sym, asym), the (run, block) of the census where E rose most often: the
+    block the figure shows (none for a model where E never rose: block 0 of its first run)."""
+    if census.empty:
+        return {}
+    rose = census[census["steps_energy_rose"] > 0]
+    worst = rose.sort_values("steps_energy_rose", ascending=False, kind="stable")
+    worst = worst.drop_duplicates("kind")
+    return dict(zip(worst["run_name"], worst["block"], strict=True))
+
+
 def draw(tables: RunTables, out: Path) -> Drawn:
-    """Two panels, SymMixer and AsymMixer: E(t) for a few random initial states."""
-    trace, summary = energy_traces(tables)
+    """Two panels, SymMixer and AsymMixer: E(t) for a few random initial states, of the block
+    where the census (every block of every run) saw E rise most often, else block 0."""
+    census = energy_census(tables)
+    trace, summary = energy_traces(tables, _worst_blocks(census))
     fig, axes = new_figure(PAIR, 1, 2)
     colors = sns.color_palette("colorblind", N_INITS)
     for ax, (label, part) in zip(axes, trace.groupby("model", sort=False), strict=False):
@@ -148,7 +220,8 @@ def draw(tables: RunTables, out: Path) -> Drawn:
             ax.plot(d["time"], d["energy"], color=colors[init], lw=1.6,
                     label=f"initial state {init}")
         rose = summary[summary["model"] == label]["steps_energy_rose"].tolist()
-        ax.set_title(f"{label}, block 0\n(run {part['run_name'].iloc[0]})")
+        ax.set_title(f"{label}, block {part['block'].iloc[0]}\n"
+                     f"(run {part['run_name'].iloc[0]})")
         ax.text(0.97, 0.95, f"Euler steps where E rose: {rose} of {STEPS}",
                 transform=ax.transAxes, ha="right", va="top", fontsize=8,
                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
@@ -157,4 +230,7 @@ def draw(tables: RunTables, out: Path) -> Drawn:
     axes[0].legend(loc="center right")
     fig.suptitle("Hopfield energy along dx/dt of a trained block: symmetric vs symmetry-broken")
     files = save_figure(fig, out, NAME)
-    return Drawn(NAME, files, {"table4_energy": summary})
+    tables_out = {"table4_energy": summary}
+    if not census.empty:
+        tables_out["table4b_energy_every_block"] = census
+    return Drawn(NAME, files, tables_out)

@@ -75,8 +75,10 @@ def draw(tables: RunTables, out: Path) -> Drawn:
     ax.set_xscale("log")
     ax.set_xlabel(LAM_LABEL)
     ax.set_ylabel(ACC_LABEL)
-    ax.set_title("AsymMixer accuracy against symmetry-breaking strength\n"
-                 "mean and 95% CI over seeds; λ = 0 and SymMixer as reference lines")
+    refs = [text for name, text in (("asym λ=0", "λ = 0"), ("sym", "SymMixer"))
+            if (table["curve"] == name).any()]
+    ax.set_title("AsymMixer accuracy against symmetry-breaking strength\nmean and 95% CI over "
+                 "seeds" + (f"; {' and '.join(refs)} as reference lines" if refs else ""))
     ax.legend(loc="best", ncol=1 if len(archs) < 3 else 2)
     files = save_figure(fig, out, NAME)
     return Drawn(NAME, files, {"table2_accuracy_vs_lambda": table.drop(columns="arch")})

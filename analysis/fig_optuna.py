@@ -158,6 +158,23 @@ def _slice_from_runs(trials: pd.DataFrame, objective: str, out: Path) -> list[Pa
     return save_figure(fig, out, NAMES[2])
 
 
+def _trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, objective value, seconds, searched parameters."""
+    df = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params"))
+    df["duration"] = df["duration"].dt.total_seconds()
+    return df.rename(columns={"duration": "duration_s"})
+
+
+def _importances(study: optuna.Study) -> tuple[pd.DataFrame, object]:
+    """fANOVA importances over the complete trials with a fixed seed (Optuna's default
+    evaluator draws its random forest afresh each call), and the evaluator for the plot."""
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    evaluator = FanovaImportanceEvaluator(seed=0)
+    imp = get_param_importances(study, evaluator=evaluator)
+    return pd.DataFrame({"param": list(imp), "importance": list(imp.values())}), evaluator
+
+
 def draw(tables: RunTables, out: Path) -> list[Drawn]:
     """History, importances and lam slice of the (latest) Optuna sweep in the selection."""
     runs = tables.runs
@@ -180,11 +197,13 @@ def draw(tables: RunTables, out: Path) -> list[Drawn]:
         drawn.append(Drawn(NAMES[0], _optuna_figure(
             ovm.plot_optimization_history, NAMES[0], out,
             f"Optuna optimisation history ({where})", "trial", label, study=study),
-                           {"table6_optuna_trials": study.trials_dataframe()}))
+                           {"table6_optuna_trials": _trials_table(study)}))
         try:
+            importances, evaluator = _importances(study)
             drawn.append(Drawn(NAMES[1], _optuna_figure(
                 ovm.plot_param_importances, NAMES[1], out,
-                f"Optuna parameter importances (fANOVA; {where})", study=study)))
+                f"Optuna parameter importances (fANOVA, seed 0; {where})", study=study,
+                evaluator=evaluator), {"table6b_optuna_importances": importances}))
         except Exception as err:  # noqa: BLE001 - e.g. fewer than 2 complete trials
             drawn.append(Drawn(NAMES[1], [], note=f"skipped: {err}"))
         if LAM_PARAM in {p for t in study.trials for p in t.params}:

@@ -41,7 +41,8 @@ def _fmt(value: object, digits: int) -> str:
     if isinstance(value, (float, np.floating)):
         if value != value:
             return "–"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        # a non-zero value that would round to 0.00 (a p-value, a small ratio) keeps its digits
+        if value != 0 and (abs(value) < 0.5 * 10**-digits or abs(value) >= 1e5):
             return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"
     return str(value)

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from scipy import stats
 
 from analysis import NoRunsError, load_runs
 from analysis.make_figures import main, make_figures
+from analysis.significance import welch_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "analysis" / "make_figures.py")
@@ -106,6 +108,61 @@ def test_accuracy_table_matches_mlflow(figures, analysis_sweep):
                                       "AsymMixer λ=0", "MLP-Mixer (vanilla)"]
 
 
+def _welch_by_hand(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """t, dof and two-sided p of Welch's test, from the formulas (not scipy's ttest_ind)."""
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return t, dof, 2 * stats.t.sf(abs(t), dof)
+
+
+def test_welch_tables_match_mlflow(figures, analysis_sweep):
+    out, _ = figures
+    df = child_runs_frame(analysis_sweep)
+    df["key"] = [f"{m} {lam:g}" if m == "asym" else m
+                 for m, lam in zip(df["model"], df["lam"], strict=True)]
+    for reference, name in (("vanilla", "table1b_welch_vs_vanilla"),
+                            ("sym", "table1c_welch_vs_sym")):
+        table = pd.read_csv(out / f"{name}.csv")
+        # every other variant of the fixture, once, against the reference
+        assert len(table) == 4 and set(table["n"]) == set(table["n_ref"]) == {2}
+        ref = df[df["key"] == reference]["acc"].to_numpy()
+        for _, row in table.iterrows():
+            key = f"asym {row['λ']:g}" if row["λ"] == row["λ"] else \
+                {"SymMixer": "sym", "MLP-Mixer (vanilla)": "vanilla"}[row["variant"]]
+            acc = df[df["key"] == key]["acc"].to_numpy()
+            assert row["diff"] == pytest.approx(acc.mean() - ref.mean(), abs=1e-9)
+            if acc.std() + ref.std() == 0:  # tied seeds: no spread, t undefined
+                assert np.isnan(row["t"]) or np.isinf(row["t"])
+                continue
+            t, dof, p = _welch_by_hand(acc, ref)
+            assert (row["t"], row["dof"], row["p"]) == pytest.approx((t, dof, p), rel=1e-6)
+    assert (out / "table1b_welch_vs_vanilla.md").read_text().startswith("| variant |")
+
+
+def test_welch_table_compares_within_an_architecture():
+    def runs(model, lam, depth, accs):
+        return [{"model": model, "lam": lam, "depth": depth, "dim": 16, "dataset": "d",
+                 "n_iter": 1, "status": "FINISHED", "acc": a} for a in accs]
+    df = pd.DataFrame(runs("vanilla", 0.0, 2, [80, 81, 82]) + runs("sym", 0.0, 2, [70, 71, 72])
+                      + runs("asym", 1e-4, 2, [79, 81, 83]) + runs("vanilla", 0.0, 4, [90, 91])
+                      + runs("sym", 0.0, 4, [80, 85]) + runs("sym", 0.0, 8, [60, 61]))
+    table = welch_table(df, "vanilla")
+    # depth 8 has no vanilla runs: nothing to compare there
+    assert list(zip(table["variant"], table["depth"], strict=True)) == [
+        ("SymMixer", 2), ("SymMixer", 4), ("AsymMixer λ=1e-4", 2)]
+    sym2 = table.iloc[0]
+    assert sym2["diff"] == pytest.approx(-10.0)
+    assert sym2["t"] == pytest.approx(-10 / np.sqrt(2 / 3))  # s² = 1 in both groups
+    assert sym2["dof"] == pytest.approx(4.0)
+    assert sym2["p"] == pytest.approx(2 * stats.t.sf(10 / np.sqrt(2 / 3), 4))
+    assert sym2["p"] < 1e-3
+    # same mean, more spread: no evidence of a gap
+    asym = table.iloc[2]
+    assert asym["diff"] == pytest.approx(0.0) and asym["p"] == pytest.approx(1.0)
+    assert welch_table(df[df["model"] != "vanilla"], "vanilla").empty
+
+
 def test_lambda_table_matches_mlflow(figures, analysis_sweep):
     out, _ = figures
     table = pd.read_csv(out / "table2_accuracy_vs_lambda.csv")
@@ -161,6 +218,17 @@ def test_energy_from_checkpoints(figures):
     assert (sym["steps_energy_rose"] == 0).all()
     assert (sym["E_end"] < sym["E_start"]).all()
     assert set(table["S"]) == {4} and set(table["C"]) == {16}  # 8x8 digits, patch 4: 2x2 tokens
+    # the census: every block (depth 2) of every sym / asym run of the fixture (4 variants x 2
+    # seeds), and the figure shows the block where E rose most often, if it rose anywhere
+    census = pd.read_csv(out / "table4b_energy_every_block.csv")
+    assert len(census) == 8 * 2 and set(census["block"]) == {0, 1}
+    assert (census[census["model"] == "SymMixer"]["steps_energy_rose"] == 0).all()
+    asym = census[census["model"] != "SymMixer"]
+    if asym["steps_energy_rose"].max() > 0:
+        worst = asym.loc[asym["steps_energy_rose"].idxmax()]
+        shown = table[table["model"] != "SymMixer"]
+        assert (shown["run_name"] == worst["run_name"]).all()
+        assert (shown["block"] == worst["block"]).all()
 
 
 def test_energy_from_checkpoint_artifacts(figures, analysis_sweep):
@@ -170,9 +238,9 @@ def test_energy_from_checkpoint_artifacts(figures, analysis_sweep):
 
     tables = load_runs(analysis_sweep.uri, analysis_sweep.experiment, metrics=[])
     tables.runs["tags.output_dir"] = "/nonexistent"
-    _, summary = energy_traces(tables)
     out, _ = figures
     local = pd.read_csv(out / "table4_energy.csv")
+    _, summary = energy_traces(tables, dict(zip(local["run_name"], local["block"], strict=False)))
     assert list(summary["run_name"]) == list(local["run_name"])
     assert np.allclose(summary["E_end"], local["E_end"])
 
@@ -314,6 +382,14 @@ def test_optuna_figures_from_the_study(tmp_path):
             "fig6c_optuna_lambda_slice"} <= set(names), skipped
     trials = names["fig6a_optuna_history"].tables["table6_optuna_trials"]
     assert len(trials) == 6 and trials["value"].max() == pytest.approx(study.best_value)
+    assert {"params_model.sb_lambda", "params_model.depth", "duration_s"} <= set(trials)
+    importances = names["fig6b_optuna_importances"].tables["table6b_optuna_importances"]
+    assert set(importances["param"]) == {"model.sb_lambda", "model.depth"}
+    assert importances["importance"].sum() == pytest.approx(1.0)
+    # seeded: drawing again gives the same importances
+    again, _ = make_figures(load_runs(uri, "search", sweep="search"), tmp_path / "again")
+    again = {d.name: d for d in again}["fig6b_optuna_importances"]
+    pd.testing.assert_frame_equal(again.tables["table6b_optuna_importances"], importances)
     for name in ("fig6a_optuna_history", "fig6b_optuna_importances", "fig6c_optuna_lambda_slice"):
         with Image.open(tmp_path / "out" / f"{name}.png") as img:
             assert img.size == (1400, 800)
