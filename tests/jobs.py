@@ -67,14 +67,16 @@ def wait_for(what: str, cond: Callable[[], object], timeout: float = 180,
              proc: subprocess.Popen | None = None, log: Path | None = None) -> object:
     """Poll ``cond`` until it is truthy (returns its value); fails after ``timeout`` s, or as
     soon as ``proc`` ends, showing the end of its output (``log`` when it writes to a file,
-    else its stderr pipe)."""
+    else its stderr pipe, else its stdout pipe)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = cond()
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            out = log.read_text() if log is not None else proc.communicate()[1]
+            # its stderr pipe, or stdout when stderr is merged into it (stderr=STDOUT)
+            out = log.read_text() if log is not None else \
+                next((o for o in reversed(proc.communicate()) if o), "")
             raise AssertionError(f"the process ended while waiting for {what}:\n{out[-4000:]}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")

@@ -23,7 +23,16 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from jobs import RUN, TINY, epochs_done, read_metrics_file, run_job, runs, sqlite_uri
+from jobs import (
+    RUN,
+    TINY,
+    epochs_done,
+    read_metrics_file,
+    run_job,
+    runs,
+    sqlite_uri,
+    wait_for,
+)
 
 from training.distributed import DistEnv, detect
 
@@ -135,6 +144,26 @@ def python_with_env(procs, needle: str, key: str, value: str) -> list[psutil.Pro
     return found
 
 
+def kill_rank_1(proc: subprocess.Popen, job_dir: Path, find_rank1, start_timeout: float,
+                end_timeout: float) -> str:
+    """Once ``proc``'s job has finished an epoch (in ``job_dir``), SIGKILL its rank-1 process
+    (``find_rank1()`` lists the candidates; exactly one must match) and return ``proc``'s
+    output when it ends. The process group is killed if anything fails on the way."""
+    try:
+        wait_for("training to start", lambda: epochs_done(job_dir), start_timeout, proc)
+        rank1 = find_rank1()
+        assert len(rank1) == 1
+        rank1[0].send_signal(signal.SIGKILL)
+        t_kill = time.time()
+        log, _ = proc.communicate(timeout=end_timeout)
+        print(f"ended {time.time() - t_kill:.1f} s after the kill\n{log[-3000:]}")
+        return log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_a_killed_rank_takes_the_job_down_without_a_hang_and_the_job_resumes(tmp_path):
     """SIGKILL rank 1 mid-training: torchrun ends the job at once (rank 0 sees gloo's
     connection reset), naming the dead rank. The same command then resumes from rank 0's
@@ -144,22 +173,9 @@ def test_a_killed_rank_takes_the_job_down_without_a_hang_and_the_job_resumes(tmp
            "trainer.dist_timeout_s=30", "tracking.enabled=false", f"hydra.run.dir={tmp_path}/ddp"]
     metrics = tmp_path / "ddp" / "metrics.jsonl"
     proc = torchrun(job, tmp_path, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while epochs_done(metrics.parent) == 0:  # training has started
-            assert proc.poll() is None and time.time() < deadline, "training did not start"
-            time.sleep(0.05)
-        rank1 = python_with_env(psutil.Process(proc.pid).children(recursive=True), "run.py",
-                                "RANK", "1")
-        assert len(rank1) == 1
-        rank1[0].send_signal(signal.SIGKILL)
-        t_kill = time.time()
-        log, _ = proc.communicate(timeout=90)  # torchrun's own failure propagation
-        print(f"job down {time.time() - t_kill:.1f} s after the kill\n{log[-3000:]}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    # 90 s to end: torchrun's own failure propagation
+    log = kill_rank_1(proc, metrics.parent, lambda: python_with_env(
+        psutil.Process(proc.pid).children(recursive=True), "run.py", "RANK", "1"), 120, 90)
     assert proc.returncode != 0
     assert "SIGKILL" in log and "local_rank: 1" in log, log[-5000:]
     done = epochs_done(metrics.parent)
@@ -194,22 +210,9 @@ def test_a_killed_slurm_task_fails_the_job_and_the_sweep_reports_it(tmp_path):
         cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
     metrics = sweep_dir / "0" / "metrics.jsonl"
-    try:
-        deadline = time.time() + 180
-        while epochs_done(metrics.parent) == 0:  # training has started
-            assert proc.poll() is None and time.time() < deadline, "training did not start"
-            time.sleep(0.2)
-        rank1 = python_with_env(psutil.process_iter(), f"submitit.core._submit {sweep_dir}",
-                                "SLURM_PROCID", "1")
-        assert len(rank1) == 1
-        rank1[0].send_signal(signal.SIGKILL)
-        t_kill = time.time()
-        log, _ = proc.communicate(timeout=150)
-        print(f"sweep done {time.time() - t_kill:.1f} s after the kill\n{log[-3000:]}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    log = kill_rank_1(proc, metrics.parent, lambda: python_with_env(
+        psutil.process_iter(), f"submitit.core._submit {sweep_dir}", "SLURM_PROCID", "1"),
+        180, 150)
     assert proc.returncode != 0
     assert "1 of 1 jobs failed" in log, log[-5000:]
     assert len(read_metrics_file(metrics)) < 200
