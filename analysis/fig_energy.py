@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import seaborn as sns
@@ -27,6 +30,9 @@ from analysis.figure_result import Drawn, Skipped
 from analysis.groups import display_name
 from analysis.load_runs import RunTables
 from analysis.style import PAIR, new_figure, save_figure
+
+if TYPE_CHECKING:
+    from models.energy import BlockWeights, EnergyTrace
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 NAME = "fig4_energy"
@@ -80,6 +86,29 @@ def load_trained_model(client: MlflowClient, run: pd.Series, tmp: Path) -> torch
     return model.eval()
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread meanwhile: for these tiny float64 matmuls one thread is ~20x faster
+    than several on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _trajectories(weights: BlockWeights, record_every: int) -> list[EnergyTrace]:
+    """``N_INITS`` Euler integrations (dt ``DT``, ``STEPS`` steps) of one block from the same
+    seeded random initial states (S, C) every time, so any two calls agree."""
+    from models.energy import integrate
+
+    shape = (weights.w_s.shape[1], weights.w_c.shape[1])  # (S, C)
+    gen = torch.Generator().manual_seed(0)
+    return [integrate(torch.randn(shape, generator=gen, dtype=torch.float64), weights, dt=DT,
+                      steps=STEPS, record_every=record_every) for _ in range(N_INITS)]
+
+
 def _pick(runs: pd.DataFrame, model: str) -> pd.DataFrame:
     """Candidate runs of ``model``: finished first; for asym the smallest lam first."""
     cand = runs[runs["model"] == model].copy()
@@ -91,7 +120,7 @@ def _pick(runs: pd.DataFrame, model: str) -> pd.DataFrame:
 def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path,
                     picks: dict[str, int], traces: list[pd.DataFrame], rows: list[dict],
                     missing: list[str]) -> None:
-    from models.energy import block_weights, integrate
+    from models.energy import block_weights
 
     for model_name in ("sym", "asym"):
         cands = _pick(tables.runs, model_name)
@@ -109,11 +138,8 @@ def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path,
         block = picks.get(run["run_name"], 0)
         weights = block_weights(model.blocks[block])
         shape = (weights.w_s.shape[1], weights.w_c.shape[1])  # (S, C)
-        gen = torch.Generator().manual_seed(0)
         label = display_name(model_name, run["lam"])
-        for init in range(N_INITS):
-            x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
-            tr = integrate(x0, weights, dt=DT, steps=STEPS, record_every=10)
+        for init, tr in enumerate(_trajectories(weights, record_every=10)):
             traces.append(pd.DataFrame({"model": label, "run_name": run["run_name"],
                                         "block": block, "init": init,
                                         "time": tr.times.numpy(),
@@ -130,45 +156,32 @@ def energy_census(tables: RunTables) -> pd.DataFrame:
     (at most ``MAX_CENSUS_RUNS``): Euler steps where E rose, over ``N_INITS`` random initial
     states of ``STEPS`` steps each, the largest single-step rise and the first time t at which
     E rose (NaN when it never did). One row per (run, block)."""
-    from models.energy import block_weights, integrate
+    from models.energy import block_weights
 
     client = MlflowClient(tables.tracking_uri)
     runs = tables.runs[tables.runs["model"].isin(["sym", "asym"])
                        & (tables.runs["status"] == "FINISHED")]
     runs = runs.sort_values(["model", "lam", "seed"]).head(MAX_CENSUS_RUNS)
     rows = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny float64 matmuls (see energy_traces)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for _, run in runs.iterrows():
-                try:
-                    model = load_trained_model(client, run, Path(tmp))
-                except (FileNotFoundError, KeyError, RuntimeError, ValueError):
-                    continue
-                for b, blk in enumerate(model.blocks):
-                    weights = block_weights(blk)
-                    shape = (weights.w_s.shape[1], weights.w_c.shape[1])  # (S, C)
-                    gen = torch.Generator().manual_seed(0)
-                    rose, largest, first = [], 0.0, float("nan")
-                    for _ in range(N_INITS):
-                        x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
-                        tr = integrate(x0, weights, dt=DT, steps=STEPS)
-                        rose.append(tr.n_increases)
-                        steps_up = tr.energies.diff() > 0
-                        if steps_up.any():
-                            largest = max(largest, float(tr.energies.diff().max()))
-                            t_up = float(tr.times[1:][steps_up][0])
-                            first = t_up if first != first else min(first, t_up)
-                    rows.append({"model": display_name(run["model"], run["lam"]),
-                                 "kind": run["model"], "run_name": run["run_name"],
-                                 "seed": run["seed"], "block": b,
-                                 "states": N_INITS, "steps": STEPS * N_INITS,
-                                 "steps_energy_rose": sum(rose),
-                                 "states_with_a_rise": sum(r > 0 for r in rose),
-                                 "largest_rise": largest, "first_rise_t": first})
-    finally:
-        torch.set_num_threads(threads)
+    with _one_thread(), tempfile.TemporaryDirectory() as tmp:
+        for _, run in runs.iterrows():
+            try:
+                model = load_trained_model(client, run, Path(tmp))
+            except (FileNotFoundError, KeyError, RuntimeError, ValueError):
+                continue
+            for b, blk in enumerate(model.blocks):
+                trs = _trajectories(block_weights(blk), record_every=1)  # every step
+                rises = [tr.energies.diff() for tr in trs]
+                first = [float(tr.times[1:][d > 0][0]) for tr, d in zip(trs, rises, strict=True)
+                         if (d > 0).any()]
+                rows.append({"model": display_name(run["model"], run["lam"]),
+                             "kind": run["model"], "run_name": run["run_name"],
+                             "seed": run["seed"], "block": b,
+                             "states": N_INITS, "steps": STEPS * N_INITS,
+                             "steps_energy_rose": sum(tr.n_increases for tr in trs),
+                             "states_with_a_rise": sum(tr.n_increases > 0 for tr in trs),
+                             "largest_rise": max(0.0, *(float(d.max()) for d in rises)),
+                             "first_rise_t": min(first, default=float("nan"))})
     return pd.DataFrame(rows)
 
 
@@ -180,14 +193,8 @@ def energy_traces(tables: RunTables, picks: dict[str, int] | None = None
     the first finished run (for asym: of the smallest lam)."""
     client = MlflowClient(tables.tracking_uri)
     traces, rows, missing = [], [], []
-    threads = torch.get_num_threads()
-    # tiny float64 matmuls: one thread is ~20x faster than several on a busy machine
-    torch.set_num_threads(1)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            _integrate_runs(tables, client, Path(tmp), picks or {}, traces, rows, missing)
-    finally:
-        torch.set_num_threads(threads)
+    with _one_thread(), tempfile.TemporaryDirectory() as tmp:
+        _integrate_runs(tables, client, Path(tmp), picks or {}, traces, rows, missing)
     if missing == ["sym", "asym"]:
         raise Skipped("no SymMixer or AsymMixer run with a loadable checkpoint "
                       "(tracking.log_checkpoint=true or the job's output dir)")
