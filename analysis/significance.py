@@ -54,9 +54,8 @@ def welch_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
             if len(acc) < 2:
                 continue
             test = stats.ttest_ind(acc, ref, equal_var=False)
-            va, vb = acc.var(ddof=1) / len(acc), ref.var(ddof=1) / len(ref)
-            dof = (va + vb) ** 2 / (va**2 / (len(acc) - 1) + vb**2 / (len(ref) - 1)) \
-                if va + vb > 0 else float("nan")
+            # scipy reports dof = 1 when neither group varies; there is no t-distribution then
+            dof = float(test.df) if acc.var() + ref.var() > 0 else float("nan")
             rows.append({"variant": display_name(model, lam), "λ": lam,
                          **dict(zip(keys, arch, strict=True)),
                          "vs": display_name(reference), "n": len(acc), "n_ref": len(ref),
