@@ -68,8 +68,10 @@ cluster: system
 cluster-stop:
 	bash slurm/stop_cluster.sh
 
+# The MLflow UI on 127.0.0.1:5000 (MLFLOW_UI_ARGS="--port 5001" ...), without MLflow's
+# background job workers; Ctrl-C or SIGTERM leaves no process behind (slurm/mlflow_ui.sh).
 mlflow-ui: venv
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	bash slurm/mlflow_ui.sh $(MLFLOW_UI_ARGS)
 
 clean:
 	rm -rf outputs multirun figures .pytest_cache

@@ -1,6 +1,7 @@
-"""Figure 1: test accuracy of SymMixer, AsymMixer(lam) for each lam, ParaMixer and the vanilla
-Mixer, mean and 95 % interval over seeds (one dot per seed), and the same as a table; beside
-it, Welch's t-test of every variant against the vanilla Mixer and against the SymMixer."""
+"""Figure 1: test accuracy of every model variant (SymMixer, AsymMixer per sb_lambda,
+ParaMixer, the vanilla Mixer, and any other in the table or the runs), mean and 95 % interval
+over seeds (one dot per seed), and the same as a table; beside it, Welch's t-test of every
+variant against the vanilla Mixer and against the SymMixer."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import numpy as np
 import pandas as pd
 
 from analysis.figure_result import Drawn, Skipped
-from analysis.groups import arch_label, display_name, finished, variant_sort_key, varied
+from analysis.groups import (
+    arch_label,
+    display_name,
+    finished,
+    lambda_mask,
+    variant_sort_key,
+    varied,
+)
 from analysis.load_runs import RunTables
 from analysis.significance import welch_table
 from analysis.style import (
     ACC_LABEL,
     ACC_RANGE,
-    MODEL_COLORS,
     group_palette,
+    model_color,
     new_figure,
     save_figure,
 )
@@ -33,15 +41,16 @@ def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         raise Skipped("no FINISHED run with a final test accuracy")
     keys = varied(df)
-    df["lam"] = np.where(df["model"] == "asym", df["lam"], np.nan)
-    summary = summarize(df, ["model", "lam", *keys], "acc")
-    pairs = zip(summary["model"], summary["lam"], strict=True)
-    summary.insert(0, "variant", [display_name(m, lam) for m, lam in pairs])
+    # sb_lambda tells apart the variants it applies to; for the others it is not a variant key
+    df["sb_lambda"] = np.where(lambda_mask(df["model"]), df["sb_lambda"], np.nan)
+    summary = summarize(df, ["model", "sb_lambda", *keys], "acc")
+    pairs = zip(summary["model"], summary["sb_lambda"], strict=True)
+    summary.insert(0, "variant", [display_name(m, sb_lambda) for m, sb_lambda in pairs])
     order = sorted(range(len(summary)), key=lambda i: (
-        variant_sort_key(summary["model"][i], summary["lam"][i]),
+        variant_sort_key(summary["model"][i], summary["sb_lambda"][i]),
         tuple(summary[k][i] for k in keys)))
     summary = summary.iloc[order].reset_index(drop=True)
-    return summary.rename(columns={"lam": "λ", "n": "seeds", "mean": "acc_mean",
+    return summary.rename(columns={"sb_lambda": "λ", "n": "seeds", "mean": "acc_mean",
                                    "std": "acc_std", "ci95": "acc_ci95", "lo": "acc_lo",
                                    "hi": "acc_hi"})
 
@@ -51,8 +60,8 @@ def draw(tables: RunTables, out: Path) -> Drawn:
     summary = accuracy_table(tables.runs)
     df = finished(tables.runs)
     keys = varied(df)
-    df["variant"] = [display_name(m, lam if m == "asym" else None)
-                     for m, lam in zip(df["model"], df["lam"], strict=False)]
+    df["variant"] = [display_name(m, sb_lambda)
+                     for m, sb_lambda in zip(df["model"], df["sb_lambda"], strict=False)]
     df["arch"] = [arch_label(r, keys) for _, r in df.iterrows()]
     summary["arch"] = [arch_label(r, keys) for _, r in summary.iterrows()]
     variants = list(dict.fromkeys(summary["variant"]))
@@ -65,7 +74,7 @@ def draw(tables: RunTables, out: Path) -> Drawn:
         part = summary[summary["arch"] == arch]
         for _, row in part.iterrows():
             y = variants.index(row["variant"]) + offsets[j]
-            color = arch_colors[arch] if len(archs) > 1 else MODEL_COLORS.get(row["model"], "k")
+            color = arch_colors[arch] if len(archs) > 1 else model_color(row["model"])
             seeds = df[(df["variant"] == row["variant"]) & (df["arch"] == arch)]["acc"]
             jitter = np.random.default_rng(0).uniform(-0.06, 0.06, len(seeds))
             ax.scatter(seeds, y + jitter, s=14, color=color, alpha=0.45, linewidths=0)

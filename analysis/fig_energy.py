@@ -13,7 +13,6 @@ rose), so a rise anywhere is seen rather than hidden behind block 0.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,17 +23,16 @@ import pandas as pd
 import seaborn as sns
 import torch
 import yaml
-from mlflow.tracking import MlflowClient
 
 from analysis.figure_result import Drawn, Skipped
-from analysis.groups import display_name
+from analysis.groups import display_name, has_lambda, hopfield_models
 from analysis.load_runs import RunTables
 from analysis.style import PAIR, new_figure, save_figure
+from tracking.run_store import RunStore
 
 if TYPE_CHECKING:
     from models.energy import BlockWeights, EnergyTrace
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 NAME = "fig4_energy"
 DT = 1e-2
 STEPS = 1000
@@ -43,16 +41,13 @@ MAX_CANDIDATES = 5  # runs tried per model before giving up on a checkpoint
 MAX_CENSUS_RUNS = 24  # runs checked block by block for table4b (~0.3 s per block and state)
 
 
-def _local_or_artifact(client: MlflowClient, run: pd.Series, local: str, artifact: str,
+def _local_or_artifact(store: RunStore, run: pd.Series, local: str, artifact: str,
                        tmp: Path) -> Path | None:
     out_dir = run.get("tags.output_dir")
     if isinstance(out_dir, str) and (Path(out_dir) / local).exists():
         return Path(out_dir) / local
     try:
-        folder, _, _ = artifact.rpartition("/")
-        if not any(a.path == artifact for a in client.list_artifacts(run["run_id"], folder)):
-            return None
-        return Path(client.download_artifacts(run["run_id"], artifact, str(tmp)))
+        return store.download_artifact(run["run_id"], artifact, tmp)
     except Exception:  # noqa: BLE001 - no such artifact / artifact store unreachable
         return None
 
@@ -67,12 +62,12 @@ def _model_from_params(run: pd.Series) -> torch.nn.Module:
     return Mixer(**kwargs)
 
 
-def load_trained_model(client: MlflowClient, run: pd.Series, tmp: Path) -> torch.nn.Module:
+def load_trained_model(store: RunStore, run: pd.Series, tmp: Path) -> torch.nn.Module:
     """Rebuild a run's model and load its final checkpoint's weights (CPU, eval mode)."""
-    ckpt = _local_or_artifact(client, run, "checkpoint.pt", "checkpoint/checkpoint.pt", tmp)
+    ckpt = _local_or_artifact(store, run, "checkpoint.pt", "checkpoint/checkpoint.pt", tmp)
     if ckpt is None:
         raise FileNotFoundError(f"run {run['run_name']} has no checkpoint")
-    cfg_path = _local_or_artifact(client, run, ".hydra/config.yaml", "config/config.yaml", tmp)
+    cfg_path = _local_or_artifact(store, run, ".hydra/config.yaml", "config/config.yaml", tmp)
     if cfg_path is not None:
         import hydra
         from omegaconf import OmegaConf
@@ -110,25 +105,25 @@ def _trajectories(weights: BlockWeights, record_every: int) -> list[EnergyTrace]
 
 
 def _pick(runs: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Candidate runs of ``model``: finished first; for asym the smallest lam first."""
+    """Candidate runs of ``model``: finished first; for asym the smallest sb_lambda first."""
     cand = runs[runs["model"] == model].copy()
     cand["_rank"] = (cand["status"] != "FINISHED").astype(int)
-    by = ["_rank", "lam", "seed"] if model == "asym" else ["_rank", "seed"]
+    by = ["_rank", "sb_lambda", "seed"] if has_lambda(model) else ["_rank", "seed"]
     return cand.sort_values(by)
 
 
-def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path,
+def _integrate_runs(tables: RunTables, store: RunStore, tmp: Path,
                     picks: dict[str, int], traces: list[pd.DataFrame], rows: list[dict],
                     missing: list[str]) -> None:
     from models.energy import block_weights
 
-    for model_name in ("sym", "asym"):
+    for model_name in hopfield_models():  # the table's sym and asym
         cands = _pick(tables.runs, model_name)
         picked = cands[cands["run_name"].isin(list(picks))]
         model = run = None
         for _, cand in pd.concat([picked, cands.head(MAX_CANDIDATES)]).iterrows():
             try:
-                model, run = load_trained_model(client, cand, tmp), cand
+                model, run = load_trained_model(store, cand, tmp), cand
                 break
             except (FileNotFoundError, KeyError, RuntimeError, ValueError):
                 continue
@@ -138,7 +133,7 @@ def _integrate_runs(tables: RunTables, client: MlflowClient, tmp: Path,
         block = picks.get(run["run_name"], 0)
         weights = block_weights(model.blocks[block])
         shape = (weights.w_s.shape[1], weights.w_c.shape[1])  # (S, C)
-        label = display_name(model_name, run["lam"])
+        label = display_name(model_name, run["sb_lambda"])
         for init, tr in enumerate(_trajectories(weights, record_every=10)):
             traces.append(pd.DataFrame({"model": label, "run_name": run["run_name"],
                                         "block": block, "init": init,
@@ -158,15 +153,15 @@ def energy_census(tables: RunTables) -> pd.DataFrame:
     E rose (NaN when it never did). One row per (run, block)."""
     from models.energy import block_weights
 
-    client = MlflowClient(tables.tracking_uri)
-    runs = tables.runs[tables.runs["model"].isin(["sym", "asym"])
+    store = RunStore(tables.tracking_uri)
+    runs = tables.runs[tables.runs["model"].isin(hopfield_models())
                        & (tables.runs["status"] == "FINISHED")]
-    runs = runs.sort_values(["model", "lam", "seed"]).head(MAX_CENSUS_RUNS)
+    runs = runs.sort_values(["model", "sb_lambda", "seed"]).head(MAX_CENSUS_RUNS)
     rows = []
     with _one_thread(), tempfile.TemporaryDirectory() as tmp:
         for _, run in runs.iterrows():
             try:
-                model = load_trained_model(client, run, Path(tmp))
+                model = load_trained_model(store, run, Path(tmp))
             except (FileNotFoundError, KeyError, RuntimeError, ValueError):
                 continue
             for b, blk in enumerate(model.blocks):
@@ -174,7 +169,7 @@ def energy_census(tables: RunTables) -> pd.DataFrame:
                 rises = [tr.energies.diff() for tr in trs]
                 first = [float(tr.times[1:][d > 0][0]) for tr, d in zip(trs, rises, strict=True)
                          if (d > 0).any()]
-                rows.append({"model": display_name(run["model"], run["lam"]),
+                rows.append({"model": display_name(run["model"], run["sb_lambda"]),
                              "kind": run["model"], "run_name": run["run_name"],
                              "seed": run["seed"], "block": b,
                              "states": N_INITS, "steps": STEPS * N_INITS,
@@ -190,12 +185,12 @@ def energy_traces(tables: RunTables, picks: dict[str, int] | None = None
     """(trace, summary): energies along the dynamics of one block of one trained sym and one
     trained asym run; summary has E(0), E(T) and the number of Euler steps where E rose.
     ``picks`` (run name -> block) chooses the run and block per model; otherwise block 0 of
-    the first finished run (for asym: of the smallest lam)."""
-    client = MlflowClient(tables.tracking_uri)
+    the first finished run (for asym: of the smallest sb_lambda)."""
+    store = RunStore(tables.tracking_uri)
     traces, rows, missing = [], [], []
     with _one_thread(), tempfile.TemporaryDirectory() as tmp:
-        _integrate_runs(tables, client, Path(tmp), picks or {}, traces, rows, missing)
-    if missing == ["sym", "asym"]:
+        _integrate_runs(tables, store, Path(tmp), picks or {}, traces, rows, missing)
+    if missing == hopfield_models():
         raise Skipped("no SymMixer or AsymMixer run with a loadable checkpoint "
                       "(tracking.log_checkpoint=true or the job's output dir)")
     if missing:

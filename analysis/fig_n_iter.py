@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.figure_result import Drawn, Skipped
-from analysis.groups import display_name, finished, variant_sort_key
+from analysis.groups import display_name, finished, has_lambda, lambda_mask, variant_sort_key
 from analysis.load_runs import RunTables
-from analysis.style import ACC_LABEL, MODEL_COLORS, new_figure, save_figure
+from analysis.style import ACC_LABEL, model_color, new_figure, save_figure
 from analysis.tables import summarize
 
 NAME = "fig5_n_iter"
@@ -23,14 +23,14 @@ def n_iter_table(runs: pd.DataFrame) -> pd.DataFrame:
     values = sorted(int(v) for v in df["n_iter"].dropna().unique())
     if len(values) < 2:
         raise Skipped(f"needs runs at >= 2 values of model.n_iter, found {values}")
-    df["lam"] = np.where(df["model"] == "asym", df["lam"], np.nan)
-    table = summarize(df, ["model", "lam", "n_iter"], "acc")
-    table.insert(0, "variant", [display_name(m, lam)
-                                for m, lam in zip(table["model"], table["lam"], strict=False)])
+    df["sb_lambda"] = np.where(lambda_mask(df["model"]), df["sb_lambda"], np.nan)
+    table = summarize(df, ["model", "sb_lambda", "n_iter"], "acc")
+    table.insert(0, "variant", [display_name(m, sb_lambda) for m, sb_lambda
+                                in zip(table["model"], table["sb_lambda"], strict=False)])
     order = sorted(range(len(table)), key=lambda i: (
-        variant_sort_key(table["model"][i], table["lam"][i]), table["n_iter"][i]))
+        variant_sort_key(table["model"][i], table["sb_lambda"][i]), table["n_iter"][i]))
     return table.iloc[order].reset_index(drop=True).rename(
-        columns={"lam": "λ", "n": "seeds", "mean": "acc_mean", "std": "acc_std",
+        columns={"sb_lambda": "λ", "n": "seeds", "mean": "acc_mean", "std": "acc_std",
                  "ci95": "acc_ci95", "lo": "acc_lo", "hi": "acc_hi"})
 
 
@@ -42,10 +42,10 @@ def draw(tables: RunTables, out: Path) -> Drawn:
     offsets = np.linspace(-0.08, 0.08, len(variants)) if len(variants) > 1 else [0.0]
     for off, variant in zip(offsets, variants, strict=False):
         d = table[table["variant"] == variant]
-        color = MODEL_COLORS.get(d["model"].iloc[0], "k")
-        if d["model"].iloc[0] == "asym" and table["variant"].str.startswith("AsymMixer").sum() \
-                > len(d):
-            color = None  # several lam: let matplotlib pick distinct colours
+        model = d["model"].iloc[0]
+        color = model_color(model)
+        if has_lambda(model) and (table["model"] == model).sum() > len(d):
+            color = None  # several sb_lambda: let matplotlib pick distinct colours
         ax.errorbar(d["n_iter"] + off, d["acc_mean"], yerr=d["acc_ci95"].fillna(0), fmt="o-",
                     capsize=3, lw=1.6, ms=5, color=color, label=variant)
     ax.set_xticks(sorted(table["n_iter"].unique()))

@@ -1,9 +1,9 @@
-"""Figure 6: an Optuna study: optimisation history, parameter importances and the lam slice.
+"""Figure 6: an Optuna study: optimisation history, parameter importances and the λ slice.
 
 The study is found from the sweep's parent run: ``optimization_results.yaml`` (storage URL and
 study name, written by hydra_plugins/mixerlab_optuna_sweeper) in the parent's ``sweep_dir``
 tag or its ``optuna/`` artifacts, else the default journal ``<sweep_dir>/optuna_journal.log``.
-When the study cannot be opened, the history and the lam slice are drawn from the child runs
+When the study cannot be opened, the history and the λ slice are drawn from the child runs
 (tag ``optuna_trial``, the final value of the ``objective`` param's metric) and the
 importances are skipped.
 """
@@ -18,20 +18,27 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
-from mlflow.tracking import MlflowClient
 
 from analysis.figure_result import Drawn, Skipped
 from analysis.load_runs import RunTables
-from analysis.style import LAM_LABEL, MODEL_COLORS, WIDE, apply_style, new_figure, save_figure
+from analysis.style import (
+    LAMBDA_LABEL,
+    WIDE,
+    apply_style,
+    lambda_color,
+    new_figure,
+    save_figure,
+)
+from tracking.run_store import RunStore
 
 if TYPE_CHECKING:
     import optuna
 
 NAMES = ("fig6a_optuna_history", "fig6b_optuna_importances", "fig6c_optuna_lambda_slice")
-LAM_PARAM = "model.sb_lambda"
+SB_LAMBDA_PARAM = "model.sb_lambda"
 
 
-def _study_location(client: MlflowClient, parent: pd.Series) -> tuple[str, str | None] | None:
+def _study_location(store: RunStore, parent: pd.Series) -> tuple[str, str | None] | None:
     """(storage URL, study name or None) of the sweep's study, if it can be found."""
     sweep_dir = parent.get("tags.sweep_dir")
     results = Path(sweep_dir) / "optimization_results.yaml" if isinstance(sweep_dir, str) \
@@ -39,12 +46,14 @@ def _study_location(client: MlflowClient, parent: pd.Series) -> tuple[str, str |
     if results is None or not results.exists():
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                path = client.download_artifacts(parent["run_id"],
-                                                 "optuna/optimization_results.yaml", tmp)
-                info = yaml.safe_load(Path(path).read_text())
-            return info["storage"], info.get("study_name")
-        except Exception:  # noqa: BLE001 - no artifact: try the default journal
-            results = None
+                path = store.download_artifact(parent["run_id"],
+                                               "optuna/optimization_results.yaml", tmp)
+                if path is not None:
+                    info = yaml.safe_load(path.read_text())
+                    return info["storage"], info.get("study_name")
+        except Exception:  # noqa: BLE001 - unreadable artifact: try the default journal
+            pass
+        results = None
     if results is not None:
         info = yaml.safe_load(results.read_text())
         return info["storage"], info.get("study_name")
@@ -57,9 +66,9 @@ def load_study(tables: RunTables, parent: pd.Series) -> optuna.Study | None:
     """The Optuna study of a sweep parent run, or None when it cannot be opened."""
     import optuna
 
-    from hydra_plugins.mixerlab_optuna_sweeper.storage import open_storage
+    from tracking.optuna_storage import open_storage
 
-    where = _study_location(MlflowClient(tables.tracking_uri), parent)
+    where = _study_location(RunStore(tables.tracking_uri), parent)
     if where is None:
         return None
     url, name = where
@@ -74,7 +83,7 @@ def load_study(tables: RunTables, parent: pd.Series) -> optuna.Study | None:
 
 
 def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """trial, state, value, lam of the child runs of an Optuna sweep."""
+    """trial, state, value, sb_lambda of the child runs of an Optuna sweep."""
     df = runs[runs["tags.optuna_trial"].notna()].copy()
     objective = df["params.objective"].dropna().iloc[0] if "params.objective" in df else "test_acc"
     col = f"metrics.{objective}"
@@ -83,7 +92,7 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
     df["state"] = df["status"].map({"FINISHED": "COMPLETE", "KILLED": "PRUNED"}).fillna("FAIL")
     if "tags.optuna_state" in df:
         df.loc[df["tags.optuna_state"] == "PRUNED", "state"] = "PRUNED"
-    out = df[["trial", "state", "value", "lam", "run_name"]].sort_values("trial")
+    out = df[["trial", "state", "value", "sb_lambda", "run_name"]].sort_values("trial")
     return out.rename(columns={"value": objective}).reset_index(drop=True)
 
 
@@ -132,7 +141,7 @@ def _optuna_figure(plot, name: str, out: Path, title: str, xlabel: str | None = 
 def _history_from_runs(trials: pd.DataFrame, objective: str, out: Path) -> list[Path]:
     fig, ax = new_figure(WIDE)
     done = trials[trials["state"] == "COMPLETE"]
-    ax.scatter(done["trial"], done[objective], color=MODEL_COLORS["asym"], s=20,
+    ax.scatter(done["trial"], done[objective], color=lambda_color(), s=20,
                label="complete trial")
     pruned = trials[trials["state"] == "PRUNED"]
     ax.scatter(pruned["trial"], pruned[objective], color="0.6", marker="x", s=20,
@@ -148,11 +157,11 @@ def _history_from_runs(trials: pd.DataFrame, objective: str, out: Path) -> list[
 
 def _slice_from_runs(trials: pd.DataFrame, objective: str, out: Path) -> list[Path]:
     fig, ax = new_figure(WIDE)
-    done = trials[(trials["state"] == "COMPLETE") & (trials["lam"] > 0)]
-    points = ax.scatter(done["lam"], done[objective], c=done["trial"], cmap="viridis", s=24)
+    done = trials[(trials["state"] == "COMPLETE") & (trials["sb_lambda"] > 0)]
+    points = ax.scatter(done["sb_lambda"], done[objective], c=done["trial"], cmap="viridis", s=24)
     fig.colorbar(points, ax=ax, label="trial")
     ax.set_xscale("log")
-    ax.set_xlabel(LAM_LABEL)
+    ax.set_xlabel(LAMBDA_LABEL)
     ax.set_ylabel(_objective_label(objective))
     ax.set_title("Optuna slice: objective against λ (from the MLflow child runs)")
     return save_figure(fig, out, NAMES[2])
@@ -176,7 +185,7 @@ def _importances(study: optuna.Study) -> tuple[pd.DataFrame, object]:
 
 
 def draw(tables: RunTables, out: Path) -> list[Drawn]:
-    """History, importances and lam slice of the (latest) Optuna sweep in the selection."""
+    """History, importances and λ slice of the (latest) Optuna sweep in the selection."""
     runs = tables.runs
     if "tags.optuna_trial" not in runs or runs["tags.optuna_trial"].isna().all():
         raise Skipped("no Optuna trial runs (tag optuna_trial)")
@@ -206,20 +215,20 @@ def draw(tables: RunTables, out: Path) -> list[Drawn]:
                 evaluator=evaluator), {"table6b_optuna_importances": importances}))
         except Exception as err:  # noqa: BLE001 - e.g. fewer than 2 complete trials
             drawn.append(Drawn(NAMES[1], [], note=f"skipped: {err}"))
-        if LAM_PARAM in {p for t in study.trials for p in t.params}:
+        if SB_LAMBDA_PARAM in {p for t in study.trials for p in t.params}:
             drawn.append(Drawn(NAMES[2], _optuna_figure(
                 ovm.plot_slice, NAMES[2], out, f"Optuna slice: objective against λ ({where})",
-                LAM_LABEL, label, study=study, params=[LAM_PARAM])))
+                LAMBDA_LABEL, label, study=study, params=[SB_LAMBDA_PARAM])))
         else:
-            drawn.append(Drawn(NAMES[2], [], note=f"skipped: {LAM_PARAM} is not searched"))
+            drawn.append(Drawn(NAMES[2], [], note=f"skipped: {SB_LAMBDA_PARAM} is not searched"))
         return drawn
     drawn.append(Drawn(NAMES[0], _history_from_runs(trials, objective, out),
                        {"table6_optuna_trials": trials},
                        note="study not found: drawn from the MLflow child runs"))
     drawn.append(Drawn(NAMES[1], [], note="skipped: the Optuna study could not be opened "
                        "(importances need its storage)"))
-    if trials["lam"].nunique() > 1:
+    if trials["sb_lambda"].nunique() > 1:
         drawn.append(Drawn(NAMES[2], _slice_from_runs(trials, objective, out)))
     else:
-        drawn.append(Drawn(NAMES[2], [], note="skipped: lam was not searched"))
+        drawn.append(Drawn(NAMES[2], [], note=f"skipped: {SB_LAMBDA_PARAM} was not searched"))
     return drawn

@@ -1,5 +1,5 @@
 """Figure 3: (a) weight symmetry of the vanilla Mixer against epoch, one line per block, token
-and channel MLPs apart, 95 % band over seeds; (b) ||V||_F / ||W||_F of AsymMixer against lam.
+and channel MLPs apart, 95 % band over seeds; (b) ||V||_F / ||W||_F of AsymMixer against λ.
 
 Metric names (models/mixer.py ``symmetry_measures``): ``symmetry/b{i}/{token|channel}/{cos|
 symfrac|v_ratio}`` per block and ``symmetry/mean/{token|channel}/{measure}``.
@@ -15,9 +15,9 @@ import seaborn as sns
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from analysis.figure_result import Drawn, Skipped
-from analysis.groups import arch_label, finished, varied
+from analysis.groups import arch_label, finished, lambda_mask, varied
 from analysis.load_runs import RunTables
-from analysis.style import GRID, LAM_LABEL, PAIR, new_figure, save_figure
+from analysis.style import GRID, LAMBDA_LABEL, PAIR, new_figure, save_figure
 from analysis.tables import summarize
 
 NAME_VANILLA = "fig3a_vanilla_symmetry"
@@ -100,35 +100,36 @@ def draw_vanilla(tables: RunTables, out: Path) -> Drawn:
 
 
 def v_ratio_table(tables: RunTables) -> pd.DataFrame:
-    """Final ||V||/||W|| per (part, block or 'mean', lam) over the AsymMixer runs' seeds."""
+    """Final ||V||/||W|| per (part, block or 'mean', sb_lambda) over the seeds of the runs
+    sb_lambda applies to (AsymMixer)."""
     runs = finished(tables.runs)
-    runs = runs[runs["model"] == "asym"]
-    if runs["lam"].nunique() < 2:
-        raise Skipped(f"needs AsymMixer runs at >= 2 values of lam, found "
-                      f"{sorted(float(v) for v in runs['lam'].dropna().unique())}")
+    runs = runs[lambda_mask(runs["model"])]
+    if runs["sb_lambda"].nunique() < 2:
+        raise Skipped(f"needs AsymMixer runs at >= 2 values of sb_lambda, found "
+                      f"{sorted(float(v) for v in runs['sb_lambda'].dropna().unique())}")
     runs, _ = _main_group(runs)
     cols = [c for c in runs.columns if _KEY.match(c.removeprefix("metrics."))
             and c.endswith("/v_ratio") and c.startswith("metrics.")]
     if not cols:
         raise Skipped("the AsymMixer runs logged no symmetry/*/v_ratio metrics")
-    long = runs.melt(id_vars=["run_id", "lam"], value_vars=cols, var_name="metric")
+    long = runs.melt(id_vars=["run_id", "sb_lambda"], value_vars=cols, var_name="metric")
     long["metric"] = long["metric"].str.removeprefix("metrics.")
     long = _split_keys(long, "metric")
-    table = summarize(long, ["part", "block", "lam"], "value")
-    return table.sort_values(["part", "block", "lam"]).reset_index(drop=True).rename(
-        columns={"lam": "λ", "n": "seeds"})
+    table = summarize(long, ["part", "block", "sb_lambda"], "value")
+    return table.sort_values(["part", "block", "sb_lambda"]).reset_index(drop=True).rename(
+        columns={"sb_lambda": "λ", "n": "seeds"})
 
 
 def draw_v_ratio(tables: RunTables, out: Path) -> Drawn:
-    """Two panels (token, channel): ||V||/||W|| against lam, a thin line per block, the block
-    mean thick; lam = 0 as dashed reference lines."""
+    """Two panels (token, channel): ||V||/||W|| against sb_lambda, a thin line per block, the
+    block mean thick; sb_lambda = 0 as dashed reference lines."""
     table = v_ratio_table(tables)
-    _, arch = _main_group(finished(tables.runs)[lambda d: d["model"] == "asym"])
+    _, arch = _main_group(finished(tables.runs)[lambda d: lambda_mask(d["model"])])
     fig, axes = new_figure(PAIR, 1, 2, sharey=True)
     blocks = sorted(b for b in table["block"].unique() if b != "mean")
     colors = sns.color_palette("viridis", len(blocks))
     means = table.loc[table["mean"] > 0, "mean"]
-    log_y = not means.empty and means.max() / means.min() > 10  # V spans decades over lam
+    log_y = not means.empty and means.max() / means.min() > 10  # V spans decades over λ
     for ax, part in zip(axes, ["token", "channel"], strict=False):
         for b, color in [*zip(blocks, colors, strict=False), ("mean", "black")]:
             d = table[(table["part"] == part) & (table["block"] == b)]
@@ -146,7 +147,7 @@ def draw_v_ratio(tables: RunTables, out: Path) -> Drawn:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(LAM_LABEL)
+        ax.set_xlabel(LAMBDA_LABEL)
         ax.set_title(f"{part} MLP")
     axes[0].set_ylabel("‖V‖_F / ‖W‖_F" + (" (log scale)" if log_y else ""))
     axes[1].legend(loc="best", fontsize=7.5, title="dashed: λ = 0")

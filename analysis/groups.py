@@ -1,11 +1,15 @@
 """Which runs belong together: finished runs, the architecture keys a selection varies, and
-the display order and names of the model variants."""
+the display order and names of the model variants (from the variant table, models/variants.py;
+a model name not in the table sorts last and is shown as it is)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from analysis.style import MODEL_NAMES, MODEL_ORDER
+from models import VARIANTS, display_name, lambda_limit
+
+__all__ = ["ARCH_KEYS", "arch_label", "display_name", "finished", "has_lambda",
+           "hopfield_models", "lambda_limit", "lambda_mask", "variant_sort_key", "varied"]
 
 ARCH_KEYS = ["dataset", "depth", "dim", "n_iter"]
 ARCH_NAMES = {"dataset": "", "depth": "depth ", "dim": "width ", "n_iter": "n_iter "}
@@ -33,17 +37,27 @@ def arch_label(row: pd.Series, keys: list[str]) -> str:
     return ", ".join(parts)
 
 
-def variant_sort_key(model: str, lam: float) -> tuple[int, float]:
-    """SymMixer, AsymMixer from large to small lam, ParaMixer, vanilla, then anything else."""
-    rank = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-    return rank, -(lam if lam == lam else 0.0)
+def variant_sort_key(model: str, sb_lambda: float) -> tuple[int, float]:
+    """The table's order (SymMixer, AsymMixer from large to small sb_lambda, ParaMixer,
+    vanilla), then any model not in the table."""
+    names = list(VARIANTS)
+    rank = names.index(model) if model in names else len(names)
+    return rank, -(sb_lambda if sb_lambda == sb_lambda else 0.0)
 
 
-def display_name(model: str, lam: float | None = None) -> str:
-    """'SymMixer', 'AsymMixer λ=1e-4', 'ParaMixer', 'MLP-Mixer (vanilla)'."""
-    name = MODEL_NAMES.get(model, str(model))
-    if model == "asym" and lam is not None and lam == lam:
-        from sweep.run_name import format_float
+def has_lambda(model: object) -> bool:
+    """sb_lambda applies to ``model`` (its MLP kind has a V); False for a name not in the
+    table."""
+    variant = VARIANTS.get(model) if isinstance(model, str) else None
+    return variant is not None and variant.has_lambda
 
-        name += f" λ={format_float(float(lam))}"
-    return name
+
+def lambda_mask(models: pd.Series) -> pd.Series:
+    """Boolean mask of ``has_lambda`` over a column of model names (bool even when empty)."""
+    return models.map(has_lambda).astype(bool)
+
+
+def hopfield_models() -> list[str]:
+    """The table's Hopfield models (parallel wiring, tied W / W^T: sym, asym), in order: the
+    models whose trained blocks the energy figure compares."""
+    return [v.name for v in VARIANTS.values() if v.is_hopfield]

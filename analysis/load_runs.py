@@ -6,7 +6,7 @@
   columns ``run_id``, ``run_name``, ``status``, ``start_time``, ``end_time``,
   ``parent_run_id``, ``sweep`` (the parent's name), every param as ``params.<key>``, every
   final (latest) metric as ``metrics.<key>``, every tag as ``tags.<key>``, and typed
-  convenience columns ``model``, ``lam``, ``depth``, ``dim``, ``n_iter``, ``seed``,
+  convenience columns ``model``, ``sb_lambda``, ``depth``, ``dim``, ``n_iter``, ``seed``,
   ``dataset`` and ``acc`` (final test accuracy in %: ``final_test_acc``, else ``test_acc``).
 * ``epochs``: the per-epoch metrics as a long table ``run_id, epoch, metric, value`` (epoch is
   the MLflow step).
@@ -21,16 +21,14 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities import Run, ViewType
-from mlflow.tracking import MlflowClient
 
-from tracking.mlflow_tracker import resolve_tracking_uri
+from tracking.client import resolve_tracking_uri
+from tracking.parent_run import PARENT_TAG
+from tracking.run_store import RunRecord, RunStore
 
-PARENT_TAG = "mlflow.parentRunId"
-SWEEP_TAG = "sweep"
 EPOCH_COLUMNS = ["run_id", "epoch", "metric", "value"]
 # typed columns derived from the flat params (sweep/task.py flat_params)
-_TYPED = {"lam": ("model.sb_lambda", float), "depth": ("model.depth", int),
+_TYPED = {"sb_lambda": ("model.sb_lambda", float), "depth": ("model.depth", int),
           "dim": ("model.dim", int), "n_iter": ("model.n_iter", int), "seed": ("seed", int)}
 
 
@@ -54,7 +52,8 @@ class RunTables:
         list of them) joined with the run's typed columns."""
         patterns = [metric] if isinstance(metric, str) else list(metric)
         keep = self.epochs["metric"].map(lambda m: any(fnmatch(m, p) for p in patterns))
-        cols = ["run_id", "run_name", "model", "variant", "lam", "depth", "dim", "n_iter", "seed"]
+        cols = ["run_id", "run_name", "model", "variant", "sb_lambda", "depth", "dim", "n_iter",
+                "seed"]
         cols = [c for c in cols if c in self.runs.columns]
         return self.epochs[keep].merge(self.runs[cols], on="run_id", how="inner")
 
@@ -70,31 +69,18 @@ def check_store(tracking_uri: str) -> None:
                               "sweep first (python sweep/run.py -m ...) or pass --tracking-uri")
 
 
-def _all_runs(client: MlflowClient, exp_id: str, filter_string: str = "") -> list[Run]:
-    out: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs([exp_id], filter_string, ViewType.ACTIVE_ONLY,
-                                  max_results=1000, page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
-
-
-def _run_row(run: Run) -> dict[str, object]:
-    info, data = run.info, run.data
+def _run_row(run: RunRecord) -> dict[str, object]:
     row: dict[str, object] = {
-        "run_id": info.run_id,
-        "run_name": info.run_name,
-        "status": info.status,
-        "start_time": pd.to_datetime(info.start_time, unit="ms") if info.start_time else None,
-        "end_time": pd.to_datetime(info.end_time, unit="ms") if info.end_time else None,
-        "parent_run_id": data.tags.get(PARENT_TAG),
+        "run_id": run.run_id,
+        "run_name": run.run_name,
+        "status": run.status,
+        "start_time": pd.to_datetime(run.start_time, unit="ms") if run.start_time else None,
+        "end_time": pd.to_datetime(run.end_time, unit="ms") if run.end_time else None,
+        "parent_run_id": run.tags.get(PARENT_TAG),
     }
-    row.update({f"params.{k}": v for k, v in data.params.items()})
-    row.update({f"metrics.{k}": v for k, v in data.metrics.items()})
-    row.update({f"tags.{k}": v for k, v in data.tags.items()})
+    row.update({f"params.{k}": v for k, v in run.params.items()})
+    row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+    row.update({f"tags.{k}": v for k, v in run.tags.items()})
     return row
 
 
@@ -105,12 +91,15 @@ def _parse(value: object, kind: Callable[[str], object]) -> object:
         return None
 
 
-def variant_label(model: str, lam: float | None) -> str:
-    """'sym', 'para', 'vanilla' or 'asym λ=1e-4' (the asym label carries its lam)."""
-    if model == "asym" and lam is not None and lam == lam:
-        from sweep.run_name import format_float
+def variant_label(model: str, sb_lambda: float | None) -> str:
+    """'sym', 'para', 'vanilla' or 'asym λ=1e-4' (a model sb_lambda applies to, per the variant
+    table in models/variants.py, carries its sb_lambda)."""
+    from models import VARIANTS, format_float
 
-        return f"asym λ={format_float(float(lam))}"
+    variant = VARIANTS.get(model) if isinstance(model, str) else None
+    if variant is not None and variant.has_lambda and sb_lambda is not None \
+            and sb_lambda == sb_lambda:
+        return f"{model} λ={format_float(float(sb_lambda))}"
     return str(model)
 
 
@@ -127,8 +116,8 @@ def _add_typed_columns(runs: pd.DataFrame) -> pd.DataFrame:
     runs["dataset"] = col("params.data.name")
     acc = pd.to_numeric(col("metrics.final_test_acc"), errors="coerce")
     runs["acc"] = acc.fillna(pd.to_numeric(col("metrics.test_acc"), errors="coerce"))
-    pairs = zip(runs["model"], runs["lam"], strict=True)
-    runs["variant"] = [variant_label(m, lam) for m, lam in pairs]
+    pairs = zip(runs["model"], runs["sb_lambda"], strict=True)
+    runs["variant"] = [variant_label(m, sb_lambda) for m, sb_lambda in pairs]
     return runs
 
 
@@ -149,14 +138,14 @@ def find_parent(parents: pd.DataFrame, sweep: str) -> pd.Series:
     return by_name.iloc[-1]
 
 
-def _histories(client: MlflowClient, runs: pd.DataFrame,
+def _histories(store: RunStore, runs: pd.DataFrame,
                metric_filter: Callable[[str], bool]) -> pd.DataFrame:
     jobs = [(rid, key) for rid, keys in zip(runs["run_id"], runs["_metric_keys"], strict=False)
             for key in keys if metric_filter(key)]
 
     def fetch(job: tuple[str, str]) -> list[tuple[str, int, str, float]]:
         rid, key = job
-        return [(rid, m.step, key, m.value) for m in client.get_metric_history(rid, key)]
+        return [(rid, step, key, value) for step, value in store.metric_history(rid, key)]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         rows = [r for chunk in pool.map(fetch, jobs) for r in chunk]
@@ -176,17 +165,17 @@ def load_runs(tracking_uri: str | None, experiment: str, sweep: str | None = Non
     """
     uri = resolve_tracking_uri(tracking_uri, Path.cwd())
     check_store(uri)
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
+    store = RunStore(uri)
+    exp_id = store.experiment_id(experiment)
+    if exp_id is None:
+        names = store.experiment_names()
         raise NoRunsError(f"no experiment {experiment!r} at {uri}; experiments there: "
                           f"{names or 'none (the store is empty)'}")
-    all_runs = _all_runs(client, exp.experiment_id)
+    all_runs = store.runs(exp_id)
     if not all_runs:
         raise NoRunsError(f"experiment {experiment!r} at {uri} has no runs")
     rows = [_run_row(r) for r in all_runs]
-    keys = [sorted(r.data.metrics) for r in all_runs]
+    keys = [sorted(r.metrics) for r in all_runs]
     table = pd.DataFrame(rows)
     table["_metric_keys"] = keys
     is_parent = table.get("tags.sweep", pd.Series(index=table.index, dtype=object)) == "true"
@@ -208,7 +197,7 @@ def load_runs(tracking_uri: str | None, experiment: str, sweep: str | None = Non
     patterns = list(metrics) if metrics is not None else None
     wanted = (lambda k: True) if patterns is None else (
         lambda k: any(fnmatch(k, p) for p in patterns))
-    epochs = _histories(client, runs, wanted)
+    epochs = _histories(store, runs, wanted)
     runs = runs.drop(columns="_metric_keys")
     return RunTables(runs=runs, epochs=epochs, parents=parents, tracking_uri=uri,
-                     experiment=experiment, experiment_id=exp.experiment_id)
+                     experiment=experiment, experiment_id=exp_id)

@@ -71,12 +71,10 @@ def _log_to_parent(tables: RunTables, files: list[Path]) -> str | None:
     """Log ``files`` to the selection's (latest) sweep parent run; returns its name."""
     if tables.parents.empty or not files:
         return None
-    from mlflow.tracking import MlflowClient
+    from tracking.run_store import RunStore
 
     parent = tables.parents.sort_values("start_time").iloc[-1]
-    client = MlflowClient(tables.tracking_uri)
-    for path in files:
-        client.log_artifact(parent["run_id"], str(path), "figures")
+    RunStore(tables.tracking_uri).log_artifacts(parent["run_id"], files, "figures")
     return f"{parent['run_name']} ({parent['run_id']})"
 
 

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.groups import display_name, finished, variant_sort_key, varied
+from analysis.groups import display_name, finished, has_lambda, variant_sort_key, varied
 
 COLUMNS = ["variant", "λ", "vs", "n", "n_ref", "acc_mean", "ref_mean", "diff", "t", "dof", "p"]
 
 
-def _variant_key(model: str, lam: float) -> tuple[str, float]:
-    # lam identifies an AsymMixer variant only; NaN for every other model
-    return model, (float(lam) if model == "asym" else float("nan"))
+def _variant_key(model: str, sb_lambda: float) -> tuple[str, float]:
+    # sb_lambda tells apart the variants it applies to (AsymMixer); NaN for every other model
+    return model, (float(sb_lambda) if has_lambda(model) else float("nan"))
 
 
 def welch_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -39,15 +39,15 @@ def welch_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
     keys = varied(df)
     if df.empty:
         return pd.DataFrame(columns=[*COLUMNS[:2], *keys, *COLUMNS[2:]])
-    df["variant_key"] = [_variant_key(m, lam) for m, lam in zip(df["model"], df["lam"],
-                                                                strict=True)]
+    df["variant_key"] = [_variant_key(m, sb_lambda) for m, sb_lambda
+                         in zip(df["model"], df["sb_lambda"], strict=True)]
     rows = []
     for arch, grp in (df.groupby(keys, sort=True, dropna=False) if keys else [((), df)]):
         arch = arch if isinstance(arch, tuple) else (arch,)
         ref = grp.loc[grp["model"] == reference, "acc"].to_numpy(dtype=float)
         if len(ref) < 2:
             continue
-        for (model, lam), part in grp.groupby("variant_key", sort=False):
+        for (model, sb_lambda), part in grp.groupby("variant_key", sort=False):
             if model == reference:
                 continue
             acc = part["acc"].to_numpy(dtype=float)
@@ -56,13 +56,13 @@ def welch_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
             test = stats.ttest_ind(acc, ref, equal_var=False)
             # scipy reports dof = 1 when neither group varies; there is no t-distribution then
             dof = float(test.df) if acc.var() + ref.var() > 0 else float("nan")
-            rows.append({"variant": display_name(model, lam), "λ": lam,
+            rows.append({"variant": display_name(model, sb_lambda), "λ": sb_lambda,
                          **dict(zip(keys, arch, strict=True)),
                          "vs": display_name(reference), "n": len(acc), "n_ref": len(ref),
                          "acc_mean": acc.mean(), "ref_mean": ref.mean(),
                          "diff": acc.mean() - ref.mean(), "t": float(test.statistic),
                          "dof": dof, "p": float(test.pvalue), "_order": variant_sort_key(
-                             model, lam)})
+                             model, sb_lambda)})
     table = pd.DataFrame(rows, columns=[*COLUMNS[:2], *keys, *COLUMNS[2:], "_order"])
     if not table.empty:
         table = table.sort_values(["_order", *keys], kind="stable")

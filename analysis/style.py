@@ -1,6 +1,7 @@
-"""One paper style for every figure: seaborn theme, model colours and order, figure sizes and
-saving as PNG + PDF at fixed pixel size (no tight bounding box, so a figure of ``size`` inches
-is exactly ``size * DPI`` pixels)."""
+"""One paper style for every figure: seaborn theme, colours, figure sizes and saving as PNG +
+PDF at fixed pixel size (no tight bounding box, so a figure of ``size`` inches is exactly
+``size * DPI`` pixels). Model names, order and colours come from the variant table
+(models/variants.py): ``model_color``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from models import VARIANTS  # noqa: E402
 
 DPI = 200
 WIDE = (7.0, 4.0)  # inches: 1400 x 800 px
@@ -20,16 +24,24 @@ SQUARE = (5.0, 4.0)  # 1000 x 800 px
 GRID = (8.0, 6.0)  # 2 x 2 panels: 1600 x 1200 px
 PAIR = (9.0, 3.8)  # 1 x 2 panels: 1800 x 760 px
 
-MODEL_ORDER = ["sym", "asym", "para", "vanilla"]
-MODEL_NAMES = {"sym": "SymMixer", "asym": "AsymMixer", "para": "ParaMixer",
-               "vanilla": "MLP-Mixer (vanilla)"}
 _BASE = sns.color_palette("colorblind")
-MODEL_COLORS = {"sym": _BASE[0], "asym": _BASE[1], "para": _BASE[2], "vanilla": _BASE[4]}
-REF_COLORS = {"asym λ=0": _BASE[3], "sym": _BASE[0]}  # reference lines of the lam figures
+LAMBDA0_COLOR = _BASE[3]  # the λ = 0 reference line of the λ figures
 PART_COLORS = {"token": _BASE[4], "channel": _BASE[9]}
 ACC_LABEL = "test accuracy (%)"
 ACC_RANGE = (0.0, 100.0)  # accuracy intervals are clipped to it
-LAM_LABEL = "symmetry-breaking penalty λ (log scale)"
+LAMBDA_LABEL = "symmetry-breaking penalty λ (log scale)"
+
+
+def model_color(model: str, default: str = "k") -> tuple[float, float, float] | str:
+    """The model's colour in the variant table as an RGB tuple; ``default`` for a model that is
+    not in the table."""
+    variant = VARIANTS.get(model) if isinstance(model, str) else None
+    return default if variant is None else to_rgb(variant.color)
+
+
+def lambda_color() -> tuple[float, float, float]:
+    """The colour of the first variant sb_lambda applies to (AsymMixer): figures about λ."""
+    return next(to_rgb(v.color) for v in VARIANTS.values() if v.has_lambda)
 
 
 def apply_style() -> None:
@@ -50,10 +62,10 @@ def new_figure(size: tuple[float, float] = WIDE, nrows: int = 1, ncols: int = 1,
     return fig, axes
 
 
-def lam_palette(lams: list[float]) -> dict[float, tuple[float, float, float]]:
-    """Colours for lam values: dark (strong penalty, close to SymMixer) to light."""
-    colors = sns.color_palette("flare_r", max(len(lams), 1))
-    return {lam: colors[i] for i, lam in enumerate(sorted(lams, reverse=True))}
+def lambda_palette(values: list[float]) -> dict[float, tuple[float, float, float]]:
+    """Colours for sb_lambda values: dark (strong penalty, close to SymMixer) to light."""
+    colors = sns.color_palette("flare_r", max(len(values), 1))
+    return {v: colors[i] for i, v in enumerate(sorted(values, reverse=True))}
 
 
 def group_palette(groups: list[str]) -> dict[str, tuple[float, float, float]]:

@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tracking.parent_run import PARENT_TAG  # noqa: E402
+from tracking.run_store import RunStore  # noqa: E402
 
 
 def cached_load_seconds(cache: Path) -> tuple[float, float]:
@@ -51,22 +52,20 @@ def main() -> None:
         subprocess.run(cmd, cwd=tmp, check=True, capture_output=True,
                        env={**os.environ, "MIXERLAB_CACHE": str(tmp / "cache")})
         wall = time.perf_counter() - t
-        client = MlflowClient(uri)
-        exp = client.get_experiment_by_name("overhead")
-        jobs = [r for r in client.search_runs([exp.experiment_id])
-                if "mlflow.parentRunId" in r.data.tags]
-    job_total = sum(r.data.metrics["job_time_s"] for r in jobs)
+        store = RunStore(uri)
+        jobs = [r for r in store.runs(store.experiment_id("overhead")) if PARENT_TAG in r.tags]
+    job_total = sum(r.metrics["job_time_s"] for r in jobs)
     driver = (wall - job_total) / len(jobs)
     print(f"sweep wall time {wall:.1f} s for {len(jobs)} jobs; driver time "
           f"(start, imports, composition, parent run) {wall - job_total:.1f} s")
     print(f"{'job':28} {'wall s':>7} {'compute s':>9} {'overhead s':>10} {'overhead':>8}")
     fractions = []
-    for r in sorted(jobs, key=lambda r: r.info.run_name):
-        m = r.data.metrics
+    for r in sorted(jobs, key=lambda r: r.run_name):
+        m = r.metrics
         total = m["job_time_s"] + driver
         over = m["overhead_s"] + driver
         fractions.append(over / total)
-        print(f"{r.info.run_name:28} {total:7.1f} {total - over:9.1f} {over:10.1f} "
+        print(f"{r.run_name:28} {total:7.1f} {total - over:9.1f} {over:10.1f} "
               f"{100 * over / total:7.1f}%")
     print(f"overhead per job: max {100 * max(fractions):.1f}%, "
           f"mean {100 * sum(fractions) / len(fractions):.1f}% (target <= 10%)")

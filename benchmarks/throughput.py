@@ -36,10 +36,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import Mixer, num_params  # noqa: E402
+from models import MLP_KINDS, Mixer, num_params  # noqa: E402
+from models import VARIANTS as ZOO  # noqa: E402
 
-VARIANTS = {"vanilla": ("serial", "vanilla"), "para": ("parallel", "vanilla"),
-            "sym": ("parallel", "symmetric"), "asym": ("parallel", "asymmetric")}
+# name -> (block wiring, MLP kind), from the variant table (models/variants.py)
+VARIANTS = {v.name: (v.block, v.mlp) for v in ZOO.values()}
 CONFIGS = {
     # (a) the CPU config and (b) Mixer-S/16 at 224 px, as in the speed issue
     "a": dict(img_size=28, in_chans=1, patch_size=4, dim=128, depth=4, batch=128),
@@ -283,7 +284,7 @@ def bench_config(name: str, cfg: dict, args, device, limit: float) -> list[Row]:
         torch.manual_seed(0)
         zoo = Mixer(block=wiring, mlp=mlp, img_size=cfg["img_size"], in_chans=cfg["in_chans"],
                     patch_size=cfg["patch_size"], dim=cfg["dim"], depth=cfg["depth"],
-                    sb_lambda=1e-4 if mlp == "asymmetric" else 0.0)
+                    sb_lambda=1e-4 if MLP_KINDS[mlp].has_v else 0.0)
         nn.init.normal_(zoo.head.weight, std=0.02)  # a non-zero head, so outputs compare
         ref = reference_from(zoo, wiring, mlp, cfg)
         zoo, ref = zoo.to(device), ref.to(device)
@@ -291,7 +292,7 @@ def bench_config(name: str, cfg: dict, args, device, limit: float) -> list[Row]:
             diff = float((zoo(x) - ref(x)).abs().max())
 
         def ref_reg(ref=ref, mlp=mlp):
-            if mlp != "asymmetric":
+            if not MLP_KINDS[mlp].has_v:
                 return torch.zeros((), device=device)
             return 1e-4 * sum(b.mlp_tokens.fc2.weight.pow(2).sum()
                               + b.mlp_channels.fc2.weight.pow(2).sum() for b in ref.blocks)

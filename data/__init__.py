@@ -9,10 +9,9 @@
 from data.augment import BatchAugment
 from data.batches import batches
 from data.dataset import ImageData
-from data.errors import DatasetError
-from data.load import load_dataset
+from data.load import DATASETS, load_dataset
 from data.normalize import normalize
-from data.registry import DATASETS
+from data.reader import DatasetError
 
 __all__ = [
     "DATASETS", "BatchAugment", "DatasetError", "ImageData", "batches", "load_dataset",

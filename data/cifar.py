@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DatasetError, layout_error
-from data.reader import Decoded, Reader
+from data.reader import DatasetError, Decoded, Reader, layout_error
 
 HOW_TO_GET = (
     "download {tarball} from https://www.cs.toronto.edu/~kriz/cifar.html and extract it under "

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DatasetError, layout_error
-from data.reader import Decoded, Reader
+from data.reader import DatasetError, Decoded, Reader, layout_error
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.errors import DatasetError, layout_error
-from data.reader import Decoded, Reader
+from data.reader import DatasetError, Decoded, Reader, layout_error
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""load_dataset: a dataset by name, from the cache when it is fresh, else decoded from source."""
+"""load_dataset: a dataset by name (a key of DATASETS), from the cache when it is fresh, else
+decoded from source."""
 
 from __future__ import annotations
 
@@ -9,17 +10,29 @@ from pathlib import Path
 from torch import Tensor
 
 from data.cache import cache_key, cache_path, default_cache_dir, load_split, save_split
+from data.cifar import CIFAR10, CIFAR100
 from data.dataset import ImageData
-from data.errors import DatasetError
+from data.digits import DIGITS
+from data.idx import FASHION_MNIST, MNIST
+from data.imagefolder import IMAGEFOLDER
 from data.normalize import channel_stats
-from data.reader import Reader
-from data.registry import DATASETS
+from data.reader import DatasetError, Reader
 from data.resize import resize_images
 from data.split import check_fraction, holdout
 
 log = logging.getLogger(__name__)
 
 Split = tuple[Tensor, Tensor, list[str]]  # images (N, C, S, S) uint8, labels (N,), classes
+
+# The datasets load_dataset knows, by name (conf/data/<name>.yaml's data.name).
+DATASETS: dict[str, Reader] = {
+    "digits": DIGITS,
+    "mnist": MNIST,
+    "fashion_mnist": FASHION_MNIST,
+    "cifar10": CIFAR10,
+    "cifar100": CIFAR100,
+    "imagefolder": IMAGEFOLDER,
+}
 
 
 def load_dataset(

@@ -12,9 +12,14 @@ LN is over the whole S x C table by default (``norm="table"``, the "symmetric la
 the derivation, LayerNorm((S, C))) or per token (``norm="token"``, LayerNorm(C)).
 
 Each block runs ``n_iter`` times with shared weights: the discrete-time Hopfield dynamics.
+``energy_descent`` says whether a wiring's update descends one Hopfield energy (parallel: both
+MLPs read the same state; serial: the channel MLP reads the token MLP's output, so no single
+energy); ``energy_mlps`` hands the energy its two MLPs and refuses the other wirings.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch.nn as nn
 from torch import Tensor
@@ -34,6 +39,8 @@ def build_norm(norm: str, seq_len: int, dim: int) -> nn.LayerNorm:
 
 class _MixingBlock(nn.Module):
     """The parts both wirings share: a token MLP, a channel MLP, drop path and n_iter."""
+
+    energy_descent: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -71,6 +78,16 @@ class _MixingBlock(nn.Module):
     def step(self, x: Tensor) -> Tensor:  # pragma: no cover - defined by each wiring
         raise NotImplementedError
 
+    def energy_mlps(self) -> tuple[nn.Module, nn.Module]:
+        """(token MLP, channel MLP) of a wiring whose update descends a Hopfield energy."""
+        if not self.energy_descent:
+            valid = [name for name, cls in BLOCKS.items() if cls.energy_descent]
+            raise ValueError(
+                f"the energy is defined for parallel blocks only, got {type(self).__name__} "
+                f"(its MLPs read different states, so its update descends no single energy); "
+                f"valid block wirings: {valid}")
+        return self.token_mlp, self.channel_mlp
+
 
 class SerialBlock(_MixingBlock):
     """Vanilla Mixer wiring: token mixing, then channel mixing, each with its own LN."""
@@ -87,6 +104,8 @@ class SerialBlock(_MixingBlock):
 
 class ParallelBlock(_MixingBlock):
     """Parallelized wiring: one LN, both MLPs read it, both write to the residual."""
+
+    energy_descent: ClassVar[bool] = True
 
     def __init__(self, *, dim: int, seq_len: int, norm: str = "table", **kw) -> None:
         super().__init__(dim=dim, seq_len=seq_len, norm=norm, **kw)

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.block import ParallelBlock
-from models.mlp import AsymmetricMlp, SymmetricMlp, VanillaMlp
+from models.variants import VARIANTS
 
 
 def gelu_primitive(z: Tensor) -> Tensor:
@@ -64,26 +63,19 @@ class BlockWeights:
         return BlockWeights(cast(self.w_s), cast(self.w_c), cast(self.v_s), cast(self.v_c))
 
 
-def _mlp_weights(mlp: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
-    if isinstance(mlp, SymmetricMlp):
-        return mlp.w, None
-    if isinstance(mlp, AsymmetricMlp):
-        return mlp.w, mlp.v
-    if isinstance(mlp, VanillaMlp):
-        if mlp.b1 is not None:
-            raise ValueError("the energy is defined for MLPs without biases (mlp_bias=false)")
-        return mlp.w1, mlp.w2 - mlp.w1.t()
-    raise ValueError(f"no energy for MLP type {type(mlp).__name__}")
-
-
 def block_weights(block: torch.nn.Module) -> BlockWeights:
-    """The interaction weights of a trained parallel block (see module docstring)."""
-    if not isinstance(block, ParallelBlock):
-        raise ValueError(
-            f"the energy is defined for parallel blocks only, got {type(block).__name__}; "
-            "valid models: para, sym, asym")
-    w_s, v_s = _mlp_weights(block.token_mlp)
-    w_c, v_c = _mlp_weights(block.channel_mlp)
+    """The interaction weights of a trained parallel block (see module docstring): the block
+    hands over its MLPs (refusing a wiring with no energy), each MLP its (W, V)."""
+    energy_mlps = getattr(block, "energy_mlps", None)
+    if energy_mlps is None:
+        raise ValueError(f"the energy is defined for Mixer blocks, got {type(block).__name__}")
+    try:
+        token_mlp, channel_mlp = energy_mlps()
+    except ValueError as err:
+        valid = [v.name for v in VARIANTS.values() if v.has_energy]
+        raise ValueError(f"{err}; valid models: {', '.join(valid)}") from err
+    w_s, v_s = token_mlp.interaction_weights()
+    w_c, v_c = channel_mlp.interaction_weights()
     return BlockWeights(w_s.detach(), w_c.detach(),
                         None if v_s is None else v_s.detach(),
                         None if v_c is None else v_c.detach())

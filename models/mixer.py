@@ -1,11 +1,11 @@
 """One Mixer class for the whole zoo: the variants differ only in which block wiring and which
-MLP kind fill its slots, and in the symmetry-breaking penalty lam.
+MLP kind fill its slots, and in the symmetry-breaking penalty sb_lambda.
 
-    model    block     mlp          (conf/model/<name>.yaml is the registry)
+    model    block     mlp          (the table of variants: models/variants.py)
     vanilla  serial    vanilla
     para     parallel  vanilla
     sym      parallel  symmetric
-    asym     parallel  asymmetric   + lam * sum_blocks ||V||_F^2 added to the loss
+    asym     parallel  asymmetric   + sb_lambda * sum_blocks ||V||_F^2 added to the loss
 
 Network: image (B, in_chans, H, W) -> patch-embedding conv (kernel = stride = patch) ->
 (B, S, C) with S = (H / patch) * (W / patch) -> ``depth`` blocks -> LayerNorm(C) -> mean over
@@ -170,7 +170,7 @@ class Mixer(nn.Module):
         return self.head(self.forward_features(x).mean(dim=1))
 
     def regularizer(self) -> Tensor:
-        """lam * sum over blocks of ||V||_F^2 (0 for models without V): added to the loss."""
+        """sb_lambda * sum over blocks of ||V||_F^2 (0 for models without V): the loss term."""
         total = sum(blk.token_mlp.regularizer() + blk.channel_mlp.regularizer()
                     for blk in self.blocks)
         return self.sb_lambda * total

@@ -5,7 +5,7 @@ and hidden size h:
 
     vanilla     MLP(v) = W2 act(W1 v + b1) + b2          W1 (h, d), W2 (d, h), optional biases
     symmetric   MLP(v) = W^T act(W v)                     one W (h, d): read with W, write with W^T
-    asymmetric  MLP(v) = W^T act(W v) + V act(W v)        W (h, d), V (d, h); penalty lam ||V||_F^2
+    asymmetric  MLP(v) = W^T act(W v) + V act(W v)        W (h, d), V (d, h); sb_lambda ||V||_F^2
 
 act is GELU. The symmetric kind is the interaction of the hierarchical Hopfield network
 (weights are tied, so the block update is the gradient of an energy); V in the asymmetric kind
@@ -13,9 +13,16 @@ is the symmetry-breaking term.
 
 Each MLP mixes along ``mix_dim`` of its input: -1 mixes channels (x @ W^T), -2 mixes tokens
 (W @ x), so a block never needs to know which axis its MLPs act on.
+
+Each kind says what it is through two class attributes, so no caller needs its name:
+``has_v`` (it has the symmetry-breaking V that ``sb_lambda`` penalises) and ``tied`` (it writes
+back with the transpose of the W it reads with: the Hopfield interaction). ``interaction_weights``
+gives (W, V) as the energy of models/energy.py reads them.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -49,6 +56,9 @@ def _check_sizes(dim: int, hidden: int, mix_dim: int) -> None:
 class VanillaMlp(nn.Module):
     """W2 act(W1 v + b1) + b2 (biases optional: the authors ran without them)."""
 
+    has_v: ClassVar[bool] = False
+    tied: ClassVar[bool] = False
+
     def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False) -> None:
         super().__init__()
         _check_sizes(dim, hidden, mix_dim)
@@ -74,6 +84,13 @@ class VanillaMlp(nn.Module):
     def regularizer(self) -> Tensor:
         return self.w1.new_zeros(())
 
+    def interaction_weights(self) -> tuple[Tensor, Tensor | None]:
+        """(W, V) = (W1, W2 - W1^T): W^T act(W v) + V act(W v) is then exactly this MLP's
+        output. Only without biases (a bias has no place in the energy)."""
+        if self.b1 is not None:
+            raise ValueError("the energy is defined for MLPs without biases (mlp_bias=false)")
+        return self.w1, self.w2 - self.w1.t()
+
     def symmetry(self) -> dict[str, float]:
         """How close W2 is to W1^T (1 would be the tied, Hopfield-like model)."""
         return {
@@ -84,6 +101,9 @@ class VanillaMlp(nn.Module):
 
 class SymmetricMlp(nn.Module):
     """W^T act(W v): one weight, read with W and written back with W^T."""
+
+    has_v: ClassVar[bool] = False
+    tied: ClassVar[bool] = True
 
     def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False) -> None:
         super().__init__()
@@ -104,6 +124,10 @@ class SymmetricMlp(nn.Module):
     def regularizer(self) -> Tensor:
         return self.w.new_zeros(())
 
+    def interaction_weights(self) -> tuple[Tensor, Tensor | None]:
+        """(W, None): tied, no symmetry-breaking term."""
+        return self.w, None
+
     def symmetry(self) -> dict[str, float]:
         return {}  # tied by construction: every measure is exactly 1
 
@@ -111,8 +135,11 @@ class SymmetricMlp(nn.Module):
 class AsymmetricMlp(nn.Module):
     """W^T act(W v) + V act(W v): the symmetric MLP plus a symmetry-breaking write-back V.
 
-    ``regularizer()`` returns ||V||_F^2; the model multiplies it by lam (``sb_lambda``).
+    ``regularizer()`` returns ||V||_F^2; the model multiplies it by ``sb_lambda``.
     """
+
+    has_v: ClassVar[bool] = True
+    tied: ClassVar[bool] = True
 
     def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False) -> None:
         super().__init__()
@@ -136,6 +163,10 @@ class AsymmetricMlp(nn.Module):
 
     def regularizer(self) -> Tensor:
         return self.v.pow(2).sum()
+
+    def interaction_weights(self) -> tuple[Tensor, Tensor | None]:
+        """(W, V)."""
+        return self.w, self.v
 
     def symmetry(self) -> dict[str, float]:
         """||V||_F / ||W||_F (effective symmetry-breaking strength) and the symmetry of the

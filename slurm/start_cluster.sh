@@ -11,6 +11,8 @@
 # tracking is proctrack/linuxproc, no slurmdbd (so no sacct). slurm.conf is generated from
 # this machine (`slurmd -C`) into /etc/slurm/slurm.conf; nothing machine-specific lives in the
 # repo. Needs root for anything but the "already healthy" fast path.
+# slurmctld and slurmd listen on 127.0.0.1 only when the host name resolves to loopback (see
+# BIND_ADDR below); the summary line says where they listen. munged has no TCP port.
 #
 # Environment knobs (all optional):
 #   MIXERLAB_SLURM_PARTITION   partition name                           (default: debug)
@@ -39,6 +41,21 @@ die() { echo "[start_cluster] ERROR: $*" >&2; exit 1; }
 
 NODE="$(hostname -s)"
 
+# Where the daemons listen. By default slurmctld (TCP 6817) and slurmd (TCP 6818) bind every
+# interface. CommunicationParameters=NoCtldInAddrAny,NoInAddrAny make them (and srun's I/O
+# ports) bind instead to the address that gethostname() resolves to (Slurm's
+# slurm_setup_addr). Everything here talks over 127.0.0.1 (SlurmctldHost, NodeAddr), so use it
+# only when that address is loopback: bound to a LAN address, slurmd would be unreachable.
+# munged listens on a Unix socket only (/run/munge/munge.socket.2), no TCP port.
+BIND_ADDR="$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk 'NR == 1 {print $1}')"
+if [[ "$BIND_ADDR" == 127.* ]]; then
+    COMM_PARAMS="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+    LISTEN="$BIND_ADDR only"
+else
+    COMM_PARAMS="# (hostname '$(hostname)' resolves to '${BIND_ADDR:-nothing}', not loopback: daemons bind all interfaces)"
+    LISTEN="ALL interfaces (hostname resolves to '${BIND_ADDR:-nothing}', not loopback)"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Health checks (usable without root)
 # ---------------------------------------------------------------------------------------------
@@ -60,6 +77,7 @@ summary() {
     IFS='|' read -r n cpus mem part state <<<"$info"
     log "cluster '$CLUSTER_NAME' up: nodes=$n ($NODE) cpus/node=$cpus mem/node=${mem}MB" \
         "partition=$part state=$state oversubscribe=FORCE:$OVERSUB conf=$SLURM_CONF"
+    log "slurmctld (TCP 6817) and slurmd (TCP 6818) listen on $LISTEN; munged on a Unix socket"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -92,6 +110,8 @@ generate_conf() {
 # edit the generator and rerun it. Single-node test cluster for a container (no systemd/cgroups).
 ClusterName=$CLUSTER_NAME
 SlurmctldHost=$NODE(127.0.0.1)
+# Listen on loopback, not on every interface (see BIND_ADDR in start_cluster.sh).
+$COMM_PARAMS
 # Single-user container: run slurmctld as root so the spool/log dirs need no special ownership.
 SlurmUser=root
 AuthType=auth/munge

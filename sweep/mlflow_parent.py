@@ -1,15 +1,13 @@
-"""The sweep's MLflow parent run, created by the driver before any job starts.
+"""Hydra glue for the sweep's MLflow parent run (the protocol itself: tracking/parent_run.py).
 
-Creating the database, the experiment and the parent run in the launching process avoids the
-races of many jobs doing it at once (MLflow schema migrations and experiment creation on one
-SQLite file). The parent's identity is written to ``<sweep dir>/.mlflow_parent_run.json``, which
-every job (local or on SLURM, sharing the file system) reads to nest its run under it, and
-which a restarted sweep (same sweep dir, e.g. a resumed Optuna study) reuses.
+The driver creates the parent run before any job starts (the ``MlflowParentRun`` callback in
+conf/config.yaml), every job of the multirun nests under it (``job_parent_run_id``), and the
+sweepers close it, fail the runs of killed jobs or drop it when the sweep is rejected before
+launch. Each function here reads what it needs from the Hydra config and passes plain values on.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,26 +15,28 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from sweep.experiment_notes import DESCRIPTION
-from tracking.mlflow_tracker import (
-    get_or_create_experiment,
-    make_client,
-    resolve_tracking_uri,
-)
-from tracking.retry import with_retries
+from tracking import parent_run
+from tracking.client import resolve_tracking_uri
+from tracking.retry import DEFAULT_BACKOFF_S
 from training.distributed import detect
 
-PARENT_FILE = ".mlflow_parent_run.json"
+# Optuna's results reach a parent run after the sweep: a few quick retries, not a job's policy
+RESULTS_RETRIES = 2
 log = logging.getLogger(__name__)
 
 
-def read_parent(sweep_dir: str | Path) -> dict[str, str] | None:
-    """{"tracking_uri", "experiment_id", "run_id"} of the sweep's parent run, if any."""
-    path = Path(sweep_dir) / PARENT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+def _policy(config: DictConfig) -> dict[str, Any]:
+    """The job config's retry policy (tracking.retries, tracking.retry_backoff_s)."""
+    return {"retries": int(config.tracking.retries),
+            "backoff_s": float(config.tracking.retry_backoff_s)}
+
+
+def _tracked(config: DictConfig) -> bool:
+    tracking = config.get("tracking")
+    return bool(tracking and tracking.enabled)
 
 
 def job_parent_run_id(cfg: DictConfig) -> str | None:
@@ -44,8 +44,8 @@ def job_parent_run_id(cfg: DictConfig) -> str | None:
     hc = HydraConfig.get()
     if hc.mode is None or hc.mode.name != "MULTIRUN":
         return None
-    parent = read_parent(hc.sweep.dir)
-    return parent["run_id"] if parent else None
+    parent = parent_run.read_parent(hc.sweep.dir)
+    return parent.run_id if parent else None
 
 
 class MlflowParentRun(Callback):
@@ -56,34 +56,17 @@ class MlflowParentRun(Callback):
             return
         if not config.tracking.enabled:
             return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        uri = resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd)
-        client = make_client(uri)
-        retry = lambda what, fn: with_retries(  # noqa: E731
-            fn, what, int(config.tracking.retries), float(config.tracking.retry_backoff_s))
-        parent = read_parent(sweep_dir)
-        if parent is not None:
-            retry("reopen parent run", lambda: client.update_run(parent["run_id"], "RUNNING"))
-            log.info("MLflow: resuming sweep parent run %s", parent["run_id"])
-            return
-        exp_id = retry("experiment", lambda: get_or_create_experiment(
-            client, config.tracking.experiment, config.tracking.description or DESCRIPTION))
         overrides = " ".join(config.hydra.overrides.task)
-        tags = {
-            "sweep": "true",
-            "sweep_dir": str(sweep_dir.resolve()),
-            "overrides": overrides[:5000],
-            "mlflow.note.content":
-                f"Sweep `{config.sweep_name}`: python sweep/run.py -m {overrides}",
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
-        }
-        run = retry("create parent run", lambda: client.create_run(
-            exp_id, run_name=str(config.sweep_name), tags=tags))
-        parent = {"tracking_uri": uri, "experiment_id": exp_id, "run_id": run.info.run_id}
-        (sweep_dir / PARENT_FILE).write_text(json.dumps(parent))
-        log.info("MLflow: sweep parent run %s (%s) in experiment '%s' at %s",
-                 config.sweep_name, run.info.run_id, config.tracking.experiment, uri)
+        parent_run.open_parent(
+            config.hydra.sweep.dir,
+            tracking_uri=resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd),
+            experiment=config.tracking.experiment,
+            experiment_description=config.tracking.description or DESCRIPTION,
+            run_name=str(config.sweep_name),
+            note=f"Sweep `{config.sweep_name}`: python sweep/run.py -m {overrides}",
+            tags={"overrides": overrides[:5000],
+                  "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")},
+            **_policy(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if detect()[1] != 0:
@@ -93,61 +76,44 @@ class MlflowParentRun(Callback):
 
 def close_parent(config: DictConfig, status: str, tags: dict[str, str] | None = None) -> None:
     """Set the sweep's parent run to ``status`` (FINISHED / FAILED), with optional tags."""
-    parent = read_parent(config.hydra.sweep.dir) if config.tracking.enabled else None
-    if parent is None:
-        return
-    client = MlflowClient(parent["tracking_uri"])
-    retries, backoff = int(config.tracking.retries), float(config.tracking.retry_backoff_s)
-    for key, value in (tags or {}).items():
-        with_retries(lambda k=key, v=value: client.set_tag(parent["run_id"], k, v),
-                     "tag parent run", retries, backoff)
-    with_retries(lambda: client.set_terminated(parent["run_id"], status),
-                 "close parent run", retries, backoff)
+    if config.tracking.enabled:
+        parent_run.close_parent(config.hydra.sweep.dir, status, tags, **_policy(config))
 
 
 def abandon_parent_if_empty(config: DictConfig) -> None:
     """Delete the sweep's parent run if no job has logged under it (a sweep rejected before
     launch), so it does not linger as RUNNING in the UI; a resumed sweep's parent is kept."""
-    parent = read_parent(config.hydra.sweep.dir) if config.tracking.enabled else None
-    if parent is None:
-        return
-    client = MlflowClient(parent["tracking_uri"])
-    children = client.search_runs([parent["experiment_id"]],
-                                  f"tags.mlflow.parentRunId = '{parent['run_id']}'",
-                                  max_results=1)
-    if not children:
-        client.delete_run(parent["run_id"])
-        (Path(config.hydra.sweep.dir) / PARENT_FILE).unlink()
-
-
-ORPHAN_ERROR = ("the job ended without closing its run (killed: SIGKILL, scancel, out of memory "
-                "or node failure); rerun the same command to resume it from its checkpoint")
+    if config.tracking.enabled:
+        parent_run.abandon_parent_if_empty(config.hydra.sweep.dir, **_policy(config))
 
 
 def fail_orphaned_runs(config: DictConfig) -> list[str]:
     """After every job of the sweep has ended: mark the sweep's child runs still RUNNING (their
-    process was killed before it could close them) FAILED with an ``error`` tag; returns their
-    run ids. Never raises: a tracking outage here only leaves the runs as they are."""
+    process was killed) FAILED with an ``error`` tag; returns their run ids. Never raises."""
     try:
-        tracking = config.get("tracking")
-        parent = read_parent(config.hydra.sweep.dir) if tracking and tracking.enabled else None
-        if parent is None:
+        if not _tracked(config):
             return []
-        client = MlflowClient(parent["tracking_uri"])
-        retries, backoff = int(config.tracking.retries), float(config.tracking.retry_backoff_s)
-        orphans = with_retries(lambda: client.search_runs(
-            [parent["experiment_id"]],
-            f"tags.mlflow.parentRunId = '{parent['run_id']}' and attributes.status = 'RUNNING'",
-            max_results=10000), "find orphaned runs", retries, backoff)
-        for run in orphans:
-            run_id = run.info.run_id
-            with_retries(lambda r=run_id: client.set_tag(r, "error", ORPHAN_ERROR),
-                         "tag orphaned run", retries, backoff)
-            with_retries(lambda r=run_id: client.set_terminated(r, "FAILED"),
-                         "fail orphaned run", retries, backoff)
-            log.warning("MLflow run %s (%s) was left RUNNING by a killed job: marked FAILED",
-                        run.info.run_name, run_id)
-        return [r.info.run_id for r in orphans]
+        return parent_run.fail_orphaned_runs(config.hydra.sweep.dir, **_policy(config))
     except Exception as err:  # noqa: BLE001 - the sweep's own outcome matters more
         log.warning("could not check the sweep's runs for killed jobs: %s", err)
         return []
+
+
+def log_to_parent_run(sweep_dir: str, files: list[Path], summary: dict) -> bool:
+    """Log an Optuna sweep's result ``files`` under ``optuna/`` and its best value as tags to the
+    sweep's parent run; True if there is one. A tracking failure is only a warning: the results
+    are on disk already."""
+    try:
+        if parent_run.read_parent(sweep_dir) is None:
+            return False
+        tags = {"optuna.n_complete": str(summary["n_trials"]["COMPLETE"])}
+        if summary.get("best_value") is not None:
+            tags["optuna.best_value"] = str(summary["best_value"])
+        if "pareto_front" in summary:
+            tags["optuna.pareto_front_size"] = str(len(summary["pareto_front"]))
+        run_id = parent_run.log_to_parent(sweep_dir, files, "optuna", tags,
+                                          retries=RESULTS_RETRIES, backoff_s=DEFAULT_BACKOFF_S)
+        log.info("Optuna results logged to MLflow parent run %s", run_id)
+    except Exception as err:  # noqa: BLE001 - results are on disk already; never fatal
+        log.warning("Could not log Optuna results to the MLflow parent run: %s", err)
+    return True

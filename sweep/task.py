@@ -1,5 +1,10 @@
 """The task every sweep runs: train and evaluate one configuration, log it, return the objective.
 
+Config to objects: each ``build_*`` function passes one config node's keys as keyword
+arguments to one constructor (the model's constructor is its ``_target_``, so a config group
+can pick another class); the few keys that are not constructor arguments (``data.augment``,
+``tracking.enabled``, ``tracking.log_checkpoint``) are read by name where they are used.
+
 Order matters for "nothing is lost": the model and data are built (and so validated) before a
 tracking run exists; the run is closed with its true status in a ``finally`` even when the job
 fails; the checkpoint and metrics.jsonl in the job's output dir survive any tracker outage.
@@ -16,17 +21,18 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
-import hydra
-import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from data import BatchAugment, load_dataset
+from data import BatchAugment, ImageData, load_dataset
+from models import run_name
+from sweep.epoch_reporter import Pruned, epoch_reporter
 from sweep.experiment_notes import DESCRIPTION
 from sweep.mlflow_parent import job_parent_run_id
-from sweep.run_name import run_name
 from sweep.termination import sigterm_raises
 from sweep.validate import check_config
 from tracking import MlflowTracker, NullTracker, Tracker, TrackingError, resolve_tracking_uri
@@ -42,6 +48,156 @@ RUN_ID_FILE = "mlflow_run_id"
 _NOT_TRAINING = ("tracking", "optuna", "run_name", "sweep_name", "objective")
 _NOT_TRAINING_TRAINER = ("progress", "resume", "checkpoint", "eval_batch_size", "device",
                          "devices", "dist_timeout_s")
+
+
+def run_task(cfg: DictConfig) -> float | list[float]:
+    """Train one configuration; returns ``cfg.objective`` of the final epoch. SIGTERM while it
+    runs closes its tracking run as KILLED (sweep/termination.py)."""
+    with sigterm_raises():
+        return _run_task(cfg)
+
+
+def _run_task(cfg: DictConfig) -> float | list[float]:
+    t_start = time.perf_counter()
+    check_config(cfg)
+    # Build (and so validate) everything before a tracking run exists.
+    model = build_model(cfg)
+    trainer_cfg = build_trainer_config(cfg)
+    data, augment = build_data(cfg, trainer_cfg.label_smoothing)
+    # data-parallel: join the job's processes; only rank 0 tracks, and all use its output dir
+    dist_env = init_distributed(resolve_device(trainer_cfg.device), trainer_cfg.dist_timeout_s,
+                                trainer_cfg.devices)
+    out_dir = Path(dist_env.broadcast(str(HydraConfig.get().runtime.output_dir)))
+    tracker = build_tracker(cfg) if dist_env.is_main else NullTracker()
+    reporter = epoch_reporter(cfg)  # None in a grid job, which so never imports optuna
+    callbacks = [] if reporter is None else [
+        lambda epoch, metrics: reporter.report(metrics[str(cfg.objective)], epoch)]
+    trainer = Trainer(model, data, trainer_cfg, augment, tracker, out_dir, seed=int(cfg.seed),
+                      fingerprint=fingerprint(cfg), callbacks=callbacks, dist=dist_env)
+
+    _start_run(tracker, cfg, trainer, out_dir)
+    status, tags = "FAILED", {}
+    try:
+        final = trainer.fit()
+        value = objective_value(cfg, final)
+        _log_results(tracker, cfg, trainer, final, time.perf_counter() - t_start, out_dir)
+        status = "FINISHED"
+        return value
+    except BaseException as err:
+        status, tags = _ended_by(err, cfg, out_dir)
+        raise
+    finally:
+        _close(tracker, status, tags)
+
+
+def _kwargs(node: DictConfig, *drop: str) -> dict[str, Any]:
+    """A config node as keyword arguments (plain values, interpolations resolved), less the
+    keys ``drop``."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    for key in drop:
+        kwargs.pop(key, None)
+    return kwargs
+
+
+def build_model(cfg: DictConfig) -> torch.nn.Module:
+    """``cfg.model``'s ``_target_`` (models.Mixer for the zoo) called with the node's other
+    keys; the initial weights are drawn from ``seed``."""
+    torch.manual_seed(int(cfg.seed))
+    return instantiate(cfg.model)
+
+
+def build_data(cfg: DictConfig, label_smoothing: float) -> tuple[ImageData, BatchAugment]:
+    """``load_dataset(**cfg.data)`` (any held-out split drawn from ``seed``) and
+    ``BatchAugment(**cfg.data.augment)``, whose soft labels carry ``label_smoothing``."""
+    data = load_dataset(**_kwargs(cfg.data, "augment"), seed=int(cfg.seed))
+    augment = BatchAugment(**_kwargs(cfg.data.augment), label_smoothing=label_smoothing,
+                           num_classes=data.num_classes)
+    return data, augment
+
+
+def build_trainer_config(cfg: DictConfig) -> TrainerConfig:
+    """``TrainerConfig(**cfg.trainer)``: raises ValueError naming each bad value."""
+    return TrainerConfig(**_kwargs(cfg.trainer))
+
+
+def build_tracker(cfg: DictConfig) -> Tracker:
+    """``MlflowTracker(**cfg.tracking)`` with the URI resolved against the launch directory
+    and the default experiment description; a NullTracker when ``tracking.enabled`` is false."""
+    kwargs = _kwargs(cfg.tracking, "log_checkpoint")
+    if not kwargs.pop("enabled"):
+        return NullTracker()
+    kwargs["uri"] = resolve_tracking_uri(kwargs["uri"], HydraConfig.get().runtime.cwd)
+    kwargs["description"] = kwargs["description"] or DESCRIPTION
+    return MlflowTracker(**kwargs)
+
+
+def _start_run(tracker: Tracker, cfg: DictConfig, trainer: Trainer, out_dir: Path) -> None:
+    """Open the job's tracking run. A resumed job reopens its run: the checkpoint names it, and
+    a job restarted before its first checkpoint finds it in ``RUN_ID_FILE``."""
+    run_id_file = out_dir / RUN_ID_FILE
+    resume_id = trainer.resumed_run_id
+    if resume_id is None and trainer.cfg.resume and run_id_file.exists():
+        resume_id = run_id_file.read_text().strip() or None
+    tracker.start(run_name=cfg.run_name or run_name(cfg.model, cfg.seed), params=flat_params(cfg),
+                  tags=_tags(cfg, out_dir), resume_run_id=resume_id,
+                  parent_run_id=job_parent_run_id(cfg))
+    if tracker.run_id:
+        run_id_file.write_text(tracker.run_id)
+
+
+def _log_results(tracker: Tracker, cfg: DictConfig, trainer: Trainer, final: dict[str, float],
+                 job_time: float, out_dir: Path) -> None:
+    """The final metrics, the job's Hydra config and (``tracking.log_checkpoint``) its
+    checkpoint."""
+    tracker.log_metrics({"final_test_acc": final["test_acc"],
+                         "best_test_acc": final["best_test_acc"],
+                         "num_params": final["num_params"],
+                         "job_time_s": job_time,
+                         "overhead_s": job_time - final["compute_time_s"]},
+                        step=trainer.epoch)
+    hydra_dir = out_dir / ".hydra"
+    if hydra_dir.exists():
+        tracker.log_artifact(str(hydra_dir), "config")
+    if cfg.tracking.log_checkpoint and trainer.ckpt_path.exists():
+        tracker.log_artifact(str(trainer.ckpt_path), "checkpoint")
+
+
+def _ended_by(err: BaseException, cfg: DictConfig, out_dir: Path) -> tuple[str, dict[str, str]]:
+    """The tracking run's final status and tags for a job that raised ``err``."""
+    if isinstance(err, Pruned):  # stopped early by its sweeper: not a failure
+        return "KILLED", {"optuna_state": "PRUNED"}
+    if isinstance(err, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (JobTerminated)
+        return "KILLED", {"error": f"interrupted: {err}" if str(err) else "interrupted"}
+    if isinstance(err, TrackingError):
+        log.error("the tracking server is unreachable (%s); training results are safe in %s "
+                  "(checkpoint.pt, metrics.jsonl): rerun the same command once it is back "
+                  "to resume and log the missed epochs", cfg.tracking.uri, out_dir)
+    return "FAILED", {"error": f"{type(err).__name__}: {err}"[:5000]}
+
+
+def _close(tracker: Tracker, status: str, tags: dict[str, str]) -> None:
+    """Set the final status; a tracker failure here is reported, never allowed to mask the
+    job's own error or lose its result (the checkpoint and metrics.jsonl are on disk)."""
+    try:
+        if tags:
+            tracker.set_tags(tags)
+        tracker.finish(status)
+    except Exception as err:  # noqa: BLE001
+        log.error("could not set the tracking run's status to %s: %s", status, err)
+
+
+def objective_value(cfg: DictConfig, final: dict[str, float]) -> float | list[float]:
+    """``cfg.objective`` (a metric name, or a list of them) read from the final metrics;
+    ValueError when one is missing or not finite."""
+    names = list(cfg.objective) if OmegaConf.is_list(cfg.objective) else [cfg.objective]
+    missing = [n for n in names if n not in final]
+    if missing:
+        raise ValueError(f"objective={missing} is not a final metric; valid: {sorted(final)}")
+    values = [float(final[n]) for n in names]
+    value = values if OmegaConf.is_list(cfg.objective) else values[0]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"objective {cfg.objective} is not finite: {value}")
+    return value
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -99,121 +255,3 @@ def _tags(cfg: DictConfig, out_dir: Path) -> dict[str, str]:
     if cfg.optuna.trial is not None:
         tags["optuna_trial"] = str(cfg.optuna.trial)
     return tags
-
-
-def build_tracker(cfg: DictConfig) -> Tracker:
-    t = cfg.tracking
-    if not t.enabled:
-        return NullTracker()
-    uri = resolve_tracking_uri(t.uri, HydraConfig.get().runtime.cwd)
-    return MlflowTracker(uri, t.experiment, retries=int(t.retries),
-                         retry_backoff_s=float(t.retry_backoff_s),
-                         description=t.description or DESCRIPTION)
-
-
-def objective_value(cfg: DictConfig, final: dict[str, float]) -> float | list[float]:
-    names = list(cfg.objective) if OmegaConf.is_list(cfg.objective) else [cfg.objective]
-    missing = [n for n in names if n not in final]
-    if missing:
-        raise ValueError(f"objective={missing} is not a final metric; valid: {sorted(final)}")
-    values = [float(final[n]) for n in names]
-    return values if OmegaConf.is_list(cfg.objective) else values[0]
-
-
-def run_task(cfg: DictConfig) -> float | list[float]:
-    """Train one configuration; returns ``cfg.objective`` of the final epoch. SIGTERM while it
-    runs closes its tracking run as KILLED (sweep/termination.py)."""
-    with sigterm_raises():
-        return _run_task(cfg)
-
-
-def _run_task(cfg: DictConfig) -> float | list[float]:
-    t_start = time.perf_counter()
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    check_config(cfg)
-    # Build (and so validate) everything before a tracking run exists.
-    torch.manual_seed(int(cfg.seed))  # the model's initial weights
-    model = hydra.utils.instantiate(cfg.model)
-    d = cfg.data
-    data = load_dataset(d.name, root=d.root, image_size=d.image_size,
-                        val_fraction=d.val_fraction, seed=cfg.seed, cache_dir=d.cache_dir,
-                        max_train=d.get("max_train"), max_test=d.get("max_test"),
-                        num_classes=d.num_classes, channels=d.channels)
-    trainer_cfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    augment = BatchAugment(**OmegaConf.to_container(d.augment, resolve=True),
-                           label_smoothing=trainer_cfg.label_smoothing,
-                           num_classes=data.num_classes)
-    # data-parallel: join the job's processes; only rank 0 tracks, and all use its output dir
-    dist_env = init_distributed(resolve_device(trainer_cfg.device), trainer_cfg.dist_timeout_s,
-                                trainer_cfg.devices)
-    out_dir = Path(dist_env.broadcast(str(out_dir)))
-    tracker = build_tracker(cfg) if dist_env.is_main else NullTracker()
-    callbacks = []
-    reporter = None
-    if cfg.optuna.trial is not None:  # an Optuna trial: report each epoch, maybe get pruned
-        from sweep.trial_reporter import TrialReporter
-
-        reporter = TrialReporter.from_config(cfg)
-    if reporter is not None:
-        objective = str(cfg.objective)
-        callbacks.append(lambda epoch, m: reporter.report(m[objective], epoch))
-    trainer = Trainer(model, data, trainer_cfg, augment, tracker, out_dir, seed=int(cfg.seed),
-                      fingerprint=fingerprint(cfg), callbacks=callbacks, dist=dist_env)
-
-    # A job restarted before its first checkpoint reuses the run it had already created.
-    run_id_file = out_dir / RUN_ID_FILE
-    resume_id = trainer.resumed_run_id
-    if resume_id is None and trainer_cfg.resume and run_id_file.exists():
-        resume_id = run_id_file.read_text().strip() or None
-    tracker.start(run_name=cfg.run_name or run_name(cfg), params=flat_params(cfg),
-                  tags=_tags(cfg, out_dir), resume_run_id=resume_id,
-                  parent_run_id=job_parent_run_id(cfg))
-    if tracker.run_id:
-        run_id_file.write_text(tracker.run_id)
-    status, tags = "FAILED", {}
-    try:
-        final = trainer.fit()
-        value = objective_value(cfg, final)
-        bad = [v for v in (value if isinstance(value, list) else [value]) if not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"objective {cfg.objective} is not finite: {value}")
-        job_time = time.perf_counter() - t_start
-        tracker.log_metrics({"final_test_acc": final["test_acc"],
-                             "best_test_acc": final["best_test_acc"],
-                             "num_params": final["num_params"],
-                             "job_time_s": job_time,
-                             "overhead_s": job_time - final["compute_time_s"]},
-                            step=trainer.epoch)
-        hydra_dir = out_dir / ".hydra"
-        if hydra_dir.exists():
-            tracker.log_artifact(str(hydra_dir), "config")
-        if cfg.tracking.log_checkpoint and trainer.ckpt_path.exists():
-            tracker.log_artifact(str(trainer.ckpt_path), "checkpoint")
-        status = "FINISHED"
-        return value
-    except optuna.TrialPruned:
-        status, tags = "KILLED", {"optuna_state": "PRUNED"}
-        raise
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (JobTerminated)
-        status, tags = "KILLED", {"error": f"interrupted: {err}" if str(err) else "interrupted"}
-        raise
-    except BaseException as err:
-        tags = {"error": f"{type(err).__name__}: {err}"[:5000]}
-        if isinstance(err, TrackingError):
-            log.error("the tracking server is unreachable (%s); training results are safe in %s "
-                      "(checkpoint.pt, metrics.jsonl): rerun the same command once it is back "
-                      "to resume and log the missed epochs", cfg.tracking.uri, out_dir)
-        raise
-    finally:
-        _close(tracker, status, tags)
-
-
-def _close(tracker: Tracker, status: str, tags: dict[str, str]) -> None:
-    """Set the final status; a tracker failure here is reported, never allowed to mask the
-    job's own error or lose its result (the checkpoint and metrics.jsonl are on disk)."""
-    try:
-        if tags:
-            tracker.set_tags(tags)
-        tracker.finish(status)
-    except Exception as err:  # noqa: BLE001
-        log.error("could not set the tracking run's status to %s: %s", status, err)

@@ -1,4 +1,5 @@
-"""Per-epoch reporting from a job to its Optuna trial, and pruning.
+"""Per-epoch reporting from a job to its Optuna trial, and pruning: the Optuna implementation
+of ``sweep.epoch_reporter.EpochReporter`` (only a job of an Optuna trial imports this module).
 
 The Optuna sweeper (``hydra/sweeper=optuna``) gives every job its trial's identity as
 overrides of the config node ``optuna: {storage, study_name, trial}``. ``TrialReporter`` opens
@@ -9,10 +10,10 @@ Hydra config travels with every job, also under submitit) and reports intermedia
     for epoch in range(epochs):
         ...
         if reporter is not None:
-            reporter.report(val_loss, step=epoch)   # raises optuna.TrialPruned
+            reporter.report(val_loss, step=epoch)   # raises TrialPruned
 
-Let ``optuna.TrialPruned`` propagate out of the task function: the sweeper then records the
-trial as PRUNED with its last reported value.
+Let ``TrialPruned`` (an ``optuna.TrialPruned``) propagate out of the task function: the sweeper
+then records the trial as PRUNED with its last reported value.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from hydra_plugins.mixerlab_optuna_sweeper.storage import open_storage, resolve_storage_url
+from sweep.epoch_reporter import Pruned
+from tracking.optuna_storage import open_storage, resolve_storage_url
+
+
+class TrialPruned(optuna.TrialPruned, Pruned):
+    """The pruner stopped this trial: the sweeper sees an ``optuna.TrialPruned``, the task a
+    ``sweep.epoch_reporter.Pruned`` (which it can catch without importing optuna)."""
 
 
 class TrialReporter:
@@ -50,6 +57,8 @@ class TrialReporter:
         sweep_dir = (os.path.join(hydra_cfg.runtime.cwd, hydra_cfg.sweep.dir)
                      if hydra_cfg is not None else os.getcwd())
         storage = open_storage(resolve_storage_url(node.get("storage"), sweep_dir))
+        if isinstance(storage, str):  # a database URL: what load_study would open from it
+            storage = optuna.storages.RDBStorage(storage)
         study = optuna.load_study(
             study_name=node.study_name,
             storage=storage,
@@ -59,16 +68,18 @@ class TrialReporter:
         )
         if len(study.directions) > 1:
             return None
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, int(node.trial)
-        )
+        study_id = storage.get_study_id_from_name(node.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(node.trial))
+        # Optuna has no public way to reattach to a trial that another process started (the
+        # sweeper's ask()); its Trial constructor, documented but "not recommended", is that
+        # way. tests/test_private_api_pins.py fails if it stops working.
         return cls(optuna.Trial(study, trial_id))
 
     def report(self, value: float, step: int) -> None:
-        """Record ``value`` at ``step``; raise ``optuna.TrialPruned`` if the pruner says so."""
+        """Record ``value`` at ``step``; raise ``TrialPruned`` if the pruner says so."""
         self.trial.report(float(value), step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at step {step} (value {float(value):.6g})")
+            raise TrialPruned(f"pruned at step {step} (value {float(value):.6g})")
 
 
 def _configured_pruner(hydra_cfg: DictConfig | None) -> optuna.pruners.BasePruner:

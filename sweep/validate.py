@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from data import DATASETS, DatasetError
-from models.mixer import mixer_arg_errors
+from models import model_config_errors
 from training import TrainerConfig
 
 FINAL_METRICS = ("test_acc", "test_loss", "train_loss", "reg_loss", "best_test_acc",
@@ -27,9 +27,8 @@ def config_errors(cfg: DictConfig) -> list[str]:
     """Every invalid value in a job config, each as '<key>=<value> is invalid; <valid>'."""
     errors: list[str] = []
     if "model" in cfg:
-        model = OmegaConf.to_container(cfg.model, resolve=True)
-        if model.get("_target_") in ("models.Mixer", "models.mixer.Mixer"):
-            errors += mixer_arg_errors(**model)
+        # the model table knows which _target_s build a zoo model and what a name must build
+        errors += model_config_errors(OmegaConf.to_container(cfg.model, resolve=True))
     if "data" in cfg:
         reader = DATASETS.get(cfg.data.name)
         if reader is None:

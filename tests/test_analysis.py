@@ -52,7 +52,7 @@ def child_runs_frame(store) -> pd.DataFrame:
     for rid in store.child_run_ids:
         run = client.get_run(rid)
         rows.append({"run_id": rid, "model": run.data.params["model.name"],
-                     "lam": float(run.data.params["model.sb_lambda"]),
+                     "sb_lambda": float(run.data.params["model.sb_lambda"]),
                      "acc": run.data.metrics["final_test_acc"]})
     return pd.DataFrame(rows)
 
@@ -90,10 +90,10 @@ def test_accuracy_table_matches_mlflow(figures, analysis_sweep):
     out, _ = figures
     table = pd.read_csv(out / "table1_accuracy.csv")
     df = child_runs_frame(analysis_sweep)
-    df["key"] = [f"{m} {lam:g}" if m == "asym" else m
-                 for m, lam in zip(df["model"], df["lam"], strict=True)]
+    df["key"] = [f"{m} {sb_lambda:g}" if m == "asym" else m
+                 for m, sb_lambda in zip(df["model"], df["sb_lambda"], strict=True)]
     expected = df.groupby("key")["acc"].agg(["mean", "std", "count"])
-    table["key"] = [f"{m} {lam:g}" if m == "asym" else m for m, lam in
+    table["key"] = [f"{m} {sb_lambda:g}" if m == "asym" else m for m, sb_lambda in
                     zip(table["model"], table["λ"], strict=False)]
     table = table.set_index("key")
     assert set(table.index) == {"vanilla", "sym", "asym 0", "asym 0.01", "asym 1"}
@@ -103,7 +103,7 @@ def test_accuracy_table_matches_mlflow(figures, analysis_sweep):
         assert table.loc[key, "acc_std"] == pytest.approx(row["std"], abs=1e-9)
         assert table.loc[key, "acc_lo"] < row["mean"] < table.loc[key, "acc_hi"] or \
             row["std"] == 0
-    # the paper's order: SymMixer, AsymMixer from large to small lam, vanilla
+    # the paper's order: SymMixer, AsymMixer from large to small sb_lambda, vanilla
     assert list(table["variant"]) == ["SymMixer", "AsymMixer λ=1", "AsymMixer λ=1e-2",
                                       "AsymMixer λ=0", "MLP-Mixer (vanilla)"]
 
@@ -119,8 +119,8 @@ def _welch_by_hand(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def test_welch_tables_match_mlflow(figures, analysis_sweep):
     out, _ = figures
     df = child_runs_frame(analysis_sweep)
-    df["key"] = [f"{m} {lam:g}" if m == "asym" else m
-                 for m, lam in zip(df["model"], df["lam"], strict=True)]
+    df["key"] = [f"{m} {sb_lambda:g}" if m == "asym" else m
+                 for m, sb_lambda in zip(df["model"], df["sb_lambda"], strict=True)]
     for reference, name in (("vanilla", "table1b_welch_vs_vanilla"),
                             ("sym", "table1c_welch_vs_sym")):
         table = pd.read_csv(out / f"{name}.csv")
@@ -141,8 +141,8 @@ def test_welch_tables_match_mlflow(figures, analysis_sweep):
 
 
 def test_welch_table_compares_within_an_architecture():
-    def runs(model, lam, depth, accs):
-        return [{"model": model, "lam": lam, "depth": depth, "dim": 16, "dataset": "d",
+    def runs(model, sb_lambda, depth, accs):
+        return [{"model": model, "sb_lambda": sb_lambda, "depth": depth, "dim": 16, "dataset": "d",
                  "n_iter": 1, "status": "FINISHED", "acc": a} for a in accs]
     df = pd.DataFrame(runs("vanilla", 0.0, 2, [80, 81, 82]) + runs("sym", 0.0, 2, [70, 71, 72])
                       + runs("asym", 1e-4, 2, [79, 81, 83]) + runs("vanilla", 0.0, 4, [90, 91])
@@ -168,10 +168,10 @@ def test_lambda_table_matches_mlflow(figures, analysis_sweep):
     table = pd.read_csv(out / "table2_accuracy_vs_lambda.csv")
     df = child_runs_frame(analysis_sweep)
     curve = table[table["curve"] == "asym"].set_index("λ")["acc_mean"]
-    asym = df[df["model"] == "asym"].groupby("lam")["acc"].mean()
+    asym = df[df["model"] == "asym"].groupby("sb_lambda")["acc"].mean()
     assert sorted(curve.index) == [0.01, 1.0]
-    for lam in curve.index:
-        assert curve[lam] == pytest.approx(asym[lam])
+    for sb_lambda in curve.index:
+        assert curve[sb_lambda] == pytest.approx(asym[sb_lambda])
     ref0 = table[table["curve"] == "asym λ=0"]["acc_mean"].item()
     assert ref0 == pytest.approx(asym[0.0])
     sym = table[table["curve"] == "sym"]["acc_mean"].item()
@@ -201,11 +201,11 @@ def test_v_ratio_table_matches_mlflow(figures, analysis_sweep):
     table = pd.read_csv(out / "table3b_v_ratio.csv")
     client = MlflowClient(analysis_sweep.uri)
     df = child_runs_frame(analysis_sweep)
-    for lam, grp in df[df["model"] == "asym"].groupby("lam"):
+    for sb_lambda, grp in df[df["model"] == "asym"].groupby("sb_lambda"):
         values = [client.get_run(r).data.metrics["symmetry/mean/channel/v_ratio"]
                   for r in grp["run_id"]]
         row = table[(table["part"] == "channel") & (table["block"] == "mean")
-                    & (table["λ"] == lam)]
+                    & (table["λ"] == sb_lambda)]
         assert row["mean"].item() == pytest.approx(np.mean(values))
 
 
@@ -293,7 +293,7 @@ def test_empty_store_fails_clearly(tmp_path, monkeypatch, capsys):
 
 def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
     """Figures 5 and 6 from runs logged directly (no training): an n_iter grid, and an Optuna
-    sweep whose study storage is gone (history and lam slice drawn from the child runs)."""
+    sweep whose study storage is gone (history and λ slice drawn from the child runs)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("synthetic")
@@ -342,14 +342,14 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
 
 def test_optuna_figures_from_the_study(tmp_path):
     """With the study's journal in the sweep dir (as the Optuna sweeper leaves it), history,
-    importances and the lam slice come from Optuna itself."""
+    importances and the λ slice come from Optuna itself."""
     import optuna
     import yaml
 
     sweep_dir = tmp_path / "multirun" / "search"
     sweep_dir.mkdir(parents=True)
     storage_url = f"journal://{sweep_dir / 'optuna_journal.log'}"
-    from hydra_plugins.mixerlab_optuna_sweeper.storage import open_storage
+    from tracking.optuna_storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="search", storage=open_storage(storage_url),
@@ -361,13 +361,13 @@ def test_optuna_figures_from_the_study(tmp_path):
         "sweep": "true", "sweep_dir": str(sweep_dir)}).info.run_id
     for _ in range(6):
         trial = study.ask()
-        lam = trial.suggest_float("model.sb_lambda", 1e-6, 1.0, log=True)
+        sb_lambda = trial.suggest_float("model.sb_lambda", 1e-6, 1.0, log=True)
         depth = trial.suggest_categorical("model.depth", [2, 4])
-        value = 80 - abs(np.log10(lam) + 3) + depth / 4
+        value = 80 - abs(np.log10(sb_lambda) + 3) + depth / 4
         study.tell(trial, value)
         rid = client.create_run(exp, run_name=f"asym-t{trial.number}", tags={
             "mlflow.parentRunId": parent, "optuna_trial": str(trial.number)}).info.run_id
-        for k, v in {"model.name": "asym", "model.sb_lambda": lam, "model.depth": depth,
+        for k, v in {"model.name": "asym", "model.sb_lambda": sb_lambda, "model.depth": depth,
                      "objective": "test_acc", "seed": 0}.items():
             client.log_param(rid, k, v)
         client.log_metric(rid, "test_acc", value, step=3)

@@ -21,7 +21,11 @@ from optuna.trial import TrialState
 
 from hydra_plugins.mixerlab_optuna_sweeper._job_overrides import quote_for_override
 from hydra_plugins.mixerlab_optuna_sweeper._search_space import build_search_space
-from hydra_plugins.mixerlab_optuna_sweeper.storage import open_storage, resolve_storage_url
+from hydra_plugins.mixerlab_optuna_sweeper.optuna_sweeper import (
+    OBJECTIVE_SENSE,
+    resolve_directions,
+)
+from tracking.optuna_storage import open_storage, resolve_storage_url
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "tests" / "apps" / "toy_task.py"
@@ -30,12 +34,16 @@ SPACE = ["x=interval(-5,5)", "y=range(0,4)", "c=choice(a,b,c)"]
 MEDIAN = "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:2," \
          "n_warmup_steps:1}"
 EPOCHS = 4  # tests/apps/conf/toy.yaml
+# the toy task has no `objective` key to take the direction from: it minimizes its value
+MINIMIZE = "hydra.sweeper.direction=minimize"
 
 
 def sweep(sweep_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the toy app as an Optuna multirun into ``sweep_dir``."""
+    """Run the toy app as an Optuna multirun into ``sweep_dir`` (minimizing unless told)."""
+    direction = [] if any(o.startswith("hydra.sweeper.direction=") for o in overrides) \
+        else [MINIMIZE]
     cmd = [PYTHON, str(APP), "-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={sweep_dir}",
-           "hydra.sweeper.sampler.seed=0", *overrides]
+           "hydra.sweeper.sampler.seed=0", *direction, *overrides]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -202,7 +210,7 @@ def test_stale_running_trial_is_failed_and_rerun(tmp_path: Path) -> None:
 
 def test_sigterm_fails_and_requeues_the_running_batch(tmp_path: Path) -> None:
     out = tmp_path / "sigterm"
-    cmd = [PYTHON, str(APP), "-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={out}",
+    cmd = [PYTHON, str(APP), "-m", "hydra/sweeper=optuna", f"hydra.sweep.dir={out}", MINIMIZE,
            *SPACE, "hydra.sweeper.n_trials=2", "sleep_s=30"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
@@ -271,3 +279,48 @@ def test_storage_strings(tmp_path: Path) -> None:
     tricky = "journal:///tmp/it's a ${dir}\\/x.log"
     parsed = OverridesParser.create().parse_override("k=" + quote_for_override(tricky))
     assert parsed.value().replace("\\${", "${") == tricky
+
+
+def test_every_final_metric_a_job_reports_has_a_known_sense() -> None:
+    from sweep.validate import FINAL_METRICS
+
+    assert set(OBJECTIVE_SENSE) == set(FINAL_METRICS)
+    assert {OBJECTIVE_SENSE[m] for m in ("test_acc", "val_acc", "best_test_acc")} == {"maximize"}
+    assert {OBJECTIVE_SENSE[m] for m in ("test_loss", "val_loss", "num_params")} == {"minimize"}
+
+
+@pytest.mark.parametrize(("direction", "objectives", "allow", "expected"), [
+    (None, ["test_acc"], False, ["maximize"]),
+    (None, ["test_loss"], False, ["minimize"]),
+    (None, ["num_params", "final_test_acc"], False, ["minimize", "maximize"]),
+    ("maximize", ["test_acc"], False, ["maximize"]),
+    ("MINIMIZE", ["symmetry/b0/token/cos"], False, ["minimize"]),  # explicit: any sense
+    (["minimize", "maximize"], ["test_acc", "test_loss"], True, ["minimize", "maximize"]),
+    ("minimize", None, False, ["minimize"]),  # a task config without `objective`
+])
+def test_directions_follow_or_match_the_objectives(direction, objectives, allow,
+                                                   expected) -> None:
+    assert resolve_directions(direction, objectives, allow) == expected
+
+
+@pytest.mark.parametrize(("direction", "objectives", "needles"), [
+    (None, ["symmetry/b0/token/cos"], ["objective='symmetry/b0/token/cos' has no known sense",
+                                       "test_acc: maximize"]),
+    (None, None, ["no", "'objective' key", "hydra.sweeper.direction=minimize or maximize"]),
+    (None, [], ["objective=[] names no metric"]),
+    ("minimize", ["test_acc"], ["direction=minimize would minimize objective='test_acc'",
+                                "known sense is maximize", "allow_direction_mismatch=true"]),
+    (["maximize", "maximize"], ["test_acc", "test_loss"],
+     ["direction=[maximize,maximize] would maximize objective='test_loss'"]),
+    (["maximize", "minimize"], ["test_acc"], ["has 2 entries but objective=['test_acc'] has 1"]),
+    ("upward", ["test_acc"], ["direction='upward' is invalid", "'minimize' or 'maximize'"]),
+    ([], ["test_acc"], ["direction=[] is invalid"]),
+])
+def test_a_wrong_or_missing_direction_names_key_value_and_what_is_valid(
+        direction, objectives, needles) -> None:
+    with pytest.raises(ValueError) as err:
+        resolve_directions(direction, objectives, allow_mismatch=False)
+    message = str(err.value)
+    assert "\n" not in message  # one line
+    for needle in needles:
+        assert needle in message

@@ -3,16 +3,19 @@ through submitit, pruning, failures, and bad sweeps rejected before launch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from jobs import TINY, metric_history, run_job, runs, sqlite_uri
+from jobs import RUN, TINY, metric_history, run_job, runs, sqlite_uri
 from optuna.trial import TrialState
 from services import mlflow_server
 
-from hydra_plugins.mixerlab_optuna_sweeper.storage import open_storage, resolve_storage_url
+from tracking.optuna_storage import open_storage, resolve_storage_url
 
 
 def study(sweep_dir: Path, name: str = "mixerlab") -> optuna.Study:
@@ -111,6 +114,30 @@ def test_grid_finishes_every_job_and_reports_the_failed_ones(tmp_path):
     assert parents[0].info.status == "FAILED" and parents[0].data.tags["failed_jobs"] == "2"
     assert sorted(r.info.status for r in children) == ["FAILED", "FAILED", "FINISHED",
                                                       "FINISHED"]
+
+
+# runs sweep/run.py (argv[1]) with the remaining arguments, then says whether optuna was imported
+IMPORT_PROBE = """
+import atexit, runpy, sys
+atexit.register(lambda: print("optuna imported:", "optuna" in sys.modules, file=sys.stderr))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_grid_sweep_never_imports_optuna(tmp_path):
+    """Optuna is the Optuna sweeper's business: a grid's driver and its jobs (in one process
+    here) run without importing it; only a trial's job loads sweep/trial_reporter.py."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(IMPORT_PROBE)
+    proc = subprocess.run(
+        [sys.executable, str(probe), RUN, "-m", *TINY, "seed=0,1", "tracking.enabled=false",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, env={**os.environ, "MIXERLAB_CACHE": str(tmp_path / ".cache")},
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "sweep" / "1" / "metrics.jsonl").exists()  # both jobs trained
+    assert "optuna imported: False" in proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("overrides, needles", [

@@ -1,8 +1,36 @@
-"""Experiment tracking behind a small interface (tracking.tracker.Tracker)."""
+"""Experiment tracking: the only package that talks to MLflow.
 
-from tracking.mlflow_tracker import MlflowTracker, default_tracking_uri, resolve_tracking_uri
-from tracking.retry import TrackingError
-from tracking.tracker import NullTracker, Tracker
+* ``tracker``: the Tracker interface the training loop logs to (and NullTracker);
+* ``mlflow_tracker``: its MLflow implementation, one job's run;
+* ``client``: the one way to get an MLflow client (SQLite creation lock, retries), URIs;
+* ``retry``: the retry policy (exponential back-off, TrackingError);
+* ``parent_run``: a sweep's parent run and its side file in the sweep dir;
+* ``run_store``: runs, metric histories and artifacts for the analysis;
+* ``optuna_storage``: where an Optuna study lives (the sweeper, the jobs and the analysis).
 
+The names below are imported on first use, so that ``tracking.tracker`` or
+``tracking.optuna_storage`` do not import MLflow (slow to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracking.client import default_tracking_uri, resolve_tracking_uri
+    from tracking.mlflow_tracker import MlflowTracker
+    from tracking.retry import TrackingError
+    from tracking.tracker import NullTracker, Tracker
+
+_HOME = {"MlflowTracker": "tracking.mlflow_tracker", "NullTracker": "tracking.tracker",
+         "Tracker": "tracking.tracker", "TrackingError": "tracking.retry",
+         "default_tracking_uri": "tracking.client", "resolve_tracking_uri": "tracking.client"}
 __all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingError", "default_tracking_uri",
            "resolve_tracking_uri"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'tracking' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOME[name]), name)

@@ -9,6 +9,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# conf/tracking/mlflow.yaml's tracking.retries / tracking.retry_backoff_s, for callers without a
+# job config (the analysis scripts, the benchmarks)
+DEFAULT_RETRIES = 6
+DEFAULT_BACKOFF_S = 1.0
 
 
 class TrackingError(RuntimeError):

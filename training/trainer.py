@@ -33,8 +33,8 @@ from training.schedule import lr_at, scaled_lr
 log = logging.getLogger("training")
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-"""Called after each epoch with (epoch, metrics); may raise to stop the job (e.g. Optuna
-pruning raises optuna.TrialPruned)."""
+"""Called after each epoch with (epoch, metrics); may raise to stop the job (e.g. the report
+to a pruned Optuna trial raises its TrialPruned)."""
 
 CHECKPOINT = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -273,8 +273,8 @@ class Trainer:
                 "lower trainer.lr or raise trainer.warmup_epochs")
 
     def _run_callbacks(self, metrics: dict[str, float]) -> bool:
-        """Run the epoch callbacks on rank 0 and re-raise what one raises (e.g.
-        optuna.TrialPruned). Returns True on the other ranks when rank 0's callback stopped
+        """Run the epoch callbacks on rank 0 and re-raise what one raises (e.g. a pruned
+        trial's TrialPruned). Returns True on the other ranks when rank 0's callback stopped
         the job: they stop training too (cleanly, so the launcher keeps rank 0's error),
         instead of waiting in a collective for a rank that has left."""
         if not self.dist.enabled:

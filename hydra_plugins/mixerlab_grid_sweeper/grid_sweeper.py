@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Hydra 1.3 has no public grid sweeper to build on: its grid expansion (cartesian product of
+# the sweep overrides, `params`, batches of `max_batch_size`) lives only in the internal
+# BasicSweeper, which we reuse rather than copy. tests/test_private_api_pins.py pins what we
+# use of it (split_arguments, _parse_config, get_job_batch, is_done and its attributes).
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -66,7 +70,10 @@ class GridSweeper(BasicSweeper):
             results = self.launcher.launch(batch, initial_job_idx=idx)
             for job_idx, (overrides, ret) in enumerate(zip(batch, results, strict=True), idx):
                 if ret.status == JobStatus.FAILED:
-                    err = ret._return_value  # the job's exception (return_value would raise it)
+                    # the job's exception: the public return_value raises it (and prints to
+                    # stderr); the field is what launchers set (pinned in
+                    # tests/test_private_api_pins.py)
+                    err = ret._return_value
                     failed.append({"job": job_idx, "overrides": " ".join(overrides),
                                    "error": f"{type(err).__name__}: {err}".splitlines()[0]})
             idx += len(batch)

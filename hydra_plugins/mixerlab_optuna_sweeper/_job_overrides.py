@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.core.override_parser.types import Override, Quote, QuotedString
+from hydra.core.override_parser.types import Quote, QuotedString, Transformer
 
 from ._search_space import SearchSpace
 
@@ -46,6 +46,6 @@ def trial_overrides(
     """Sampled params, then fixed overrides, then custom-search-space extras, then identity."""
     lines = [space.override_for(key, value) for key, value in params.items()]
     lines += [line for key, line in space.fixed_lines.items() if key not in params]
-    lines += [f"{key}={Override._get_value_element_as_str(value)}"
-              for key, value in extra_fixed.items()]
+    # Transformer.str: Hydra's public formatter of a value as override text
+    lines += [f"{key}={Transformer.str(value)}" for key, value in extra_fixed.items()]
     return lines + identity

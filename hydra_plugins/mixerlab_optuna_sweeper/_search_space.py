@@ -31,6 +31,7 @@ from hydra.core.override_parser.types import (
     RangeSweep,
     Transformer,
 )
+from hydra.errors import CompactHydraException
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -38,9 +39,12 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ._errors import SearchSpaceError
-
 _PRIMITIVE = (str, int, float, bool)
+
+
+class SearchSpaceError(CompactHydraException, ValueError):
+    """An invalid search space, found before anything is launched; Hydra prints it as one clear
+    message, without a traceback."""
 
 
 @dataclass
@@ -59,7 +63,7 @@ class SearchSpace:
         """The override line ``key=value`` for a sampled value, in Hydra's grammar."""
         text = self.choice_text.get(key, {}).get(value)
         if text is None:
-            text = Override._get_value_element_as_str(value)
+            text = Transformer.str(value)  # Hydra's public formatter of override values
         return f"{key}={text}"
 
     def grid(self) -> dict[str, list[Any]]:
@@ -181,11 +185,11 @@ def _categorical(key: str, line: str, override: Override, space: SearchSpace) ->
     for element in elements:
         # Optuna accepts only None/bool/int/float/str choices: others go as override text
         choice = element if element is None or isinstance(element, _PRIMITIVE) \
-            else Override._get_value_element_as_str(element)
+            else Transformer.str(element)
         if any(type(c) is type(choice) and c == choice for c in choices):
             continue  # type-aware, so that choice(1, true) keeps both
         choices.append(choice)
-        texts[choice] = Override._get_value_element_as_str(element)
+        texts[choice] = Transformer.str(element)
     space.choice_text[key] = texts
     return CategoricalDistribution(choices)
 

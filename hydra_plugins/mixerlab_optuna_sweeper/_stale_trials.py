@@ -18,7 +18,7 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ._trial_outcome import FAIL_REASON, set_fail_reason
+from ._trial_outcome import FAIL_REASON, TrialStore
 
 DRIVER = "driver"
 DRIVER_INTERRUPTED = "driver interrupted"
@@ -33,17 +33,17 @@ def this_driver() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_trial(study: optuna.Study, trial: optuna.Trial) -> None:
+def claim_trial(store: TrialStore, trial: optuna.Trial) -> None:
     """Mark ``trial`` as launched by this driver."""
-    study._storage.set_trial_system_attr(trial._trial_id, DRIVER, this_driver())
+    store.set_system_attr(trial.number, DRIVER, this_driver())
 
 
-def recover_stale_trials(study: optuna.Study) -> list[int]:
+def recover_stale_trials(study: optuna.Study, store: TrialStore) -> list[int]:
     """Fail and re-enqueue the RUNNING trials of dead drivers; returns their numbers."""
     stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
              if not _driver_alive(t.system_attrs.get(DRIVER))]
     for trial in stale:
-        requeue(study, trial)
+        requeue(study, store, trial)
     if stale:
         log.warning(
             "Optuna: trials %s were left RUNNING by an interrupted driver; marked FAIL "
@@ -53,22 +53,20 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
     return [t.number for t in stale]
 
 
-def requeue_unfinished(study: optuna.Study, numbers: list[int]) -> list[int]:
+def requeue_unfinished(study: optuna.Study, store: TrialStore, numbers: list[int]) -> list[int]:
     """On interruption: fail and re-enqueue those of ``numbers`` that are still RUNNING."""
     requeued = []
     for number in numbers:
-        trial = study._storage.get_trial(
-            study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-        )
+        trial = store.get(number)
         if trial.state == TrialState.RUNNING:
-            requeue(study, trial)
+            requeue(study, store, trial)
             requeued.append(number)
     return requeued
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+def requeue(study: optuna.Study, store: TrialStore, trial: FrozenTrial) -> None:
     """Mark ``trial`` FAIL (driver interrupted) and enqueue a copy of its parameters."""
-    set_fail_reason(study, trial._trial_id, DRIVER_INTERRUPTED)
+    store.set_fail_reason(trial.number, DRIVER_INTERRUPTED)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     # fixed overrides are user attrs; keep them so the rerun shows the same record
     user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in BOOKKEEPING_ATTRS}

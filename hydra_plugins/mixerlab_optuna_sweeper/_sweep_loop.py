@@ -3,20 +3,34 @@
 One batch is ``n_jobs`` trials asked together and launched with one ``launcher.launch`` call
 (``initial_job_idx`` = the first trial's number, so job directories are named after trial
 numbers and a resumed study never overwrites earlier ones). Batches repeat until the study
-holds ``n_trials`` counted trials (see ``_budget``), so rerunning a command resumes it.
+holds ``n_trials`` counted trials, so rerunning a command resumes it.
+
+The budget: ``n_trials`` is the study's total target, not a per-run increment. A trial counts
+once it has a verdict about its parameters: COMPLETE, PRUNED, or FAIL caused by the job
+(exception, NaN, bad return value). A FAIL with ``fail_reason: driver interrupted`` does not
+count, because its parameters were enqueued again and the rerun counts instead. The sweep
+stops with ``TooManyFailedTrials`` once the fraction of counted trials that FAILed exceeds
+``max_failure_rate``.
+
+SIGTERM (a scheduler's time limit, ``kill``) is handled like Ctrl-C while the study runs:
+Python's default would end the process at once, and the driver must first fail and
+re-enqueue its running batch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import Any
 
 import optuna
-from hydra.utils import get_method, instantiate
+from hydra.errors import CompactHydraException
+from hydra.utils import get_class, get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
@@ -24,27 +38,53 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 
+from sweep.mlflow_parent import log_to_parent_run
 from sweep.prelaunch import check_jobs
+from sweep.termination import sigterm_raises
+from tracking.optuna_storage import open_storage, resolve_storage_url
 
-from ._budget import counted_trials, failure_rate
-from ._errors import SearchSpaceError, TooManyFailedTrials
 from ._job_overrides import identity_overrides, trial_overrides
-from ._mlflow_artifacts import log_to_parent_run
 from ._results_report import log_summary, study_summary, write_results
-from ._search_space import SearchSpace, build_search_space
-from ._stale_trials import claim_trial, recover_stale_trials, requeue_unfinished
-from ._termination import sigterm_as_interrupt
-from ._trial_outcome import TrialOutcome, outcome_of, tell_outcome
-from .storage import open_storage, resolve_storage_url
-
-if TYPE_CHECKING:
-    from .optuna_sweeper import OptunaSweeper
+from ._search_space import SearchSpace, SearchSpaceError, build_search_space
+from ._stale_trials import (
+    claim_trial,
+    is_requeued_failure,
+    recover_stale_trials,
+    requeue_unfinished,
+)
+from ._trial_outcome import TrialOutcome, TrialStore, outcome_of, tell_outcome
+from .optuna_sweeper import OptunaSweeper, SweeperSettingError
 
 log = logging.getLogger(__name__)
 
-_GRID_SAMPLERS = {"optuna.samplers.GridSampler", "optuna.samplers._grid.GridSampler"}
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class TooManyFailedTrials(CompactHydraException, RuntimeError):
+    """The study's fraction of failed trials exceeds ``max_failure_rate``."""
+
+
+class DriverTerminated(KeyboardInterrupt):
+    """Raised in the driver by SIGTERM (a KeyboardInterrupt, so generic handlers pass it on)."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise DriverTerminated(f"the sweep driver got {signal.Signals(signum).name}; rerun the same "
+                           "command to resume the study")
+
+
+def counted_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that use up the ``n_trials`` budget."""
+    return [t for t in trials if t.state in _FINISHED and not is_requeued_failure(t)]
+
+
+def failure_rate(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+    """(failed, counted) over the counted trials."""
+    counted = counted_trials(trials)
+    return sum(t.state == TrialState.FAIL for t in counted), len(counted)
 
 
 class _Clock:
@@ -99,20 +139,21 @@ class OptunaSweep:
                     if self.settings.custom_search_space else None)
         sampler = _make_sampler(self.settings.sampler, space)
         n_trials = self.settings.n_trials
-        if type(sampler).__name__ == "GridSampler":
+        if isinstance(sampler, optuna.samplers.GridSampler):
             n_trials = min(n_trials, math.prod(len(v) for v in space.grid().values()))
         pruner = instantiate(self.settings.pruner, _convert_="all") \
             if self.settings.pruner else None
 
         self.storage_url = resolve_storage_url(self.settings.storage, self.sweep_dir)
         study_name = self.settings.study_name or str(self.config.hydra.job.name)
+        storage = _storage_object(self.storage_url)
         study = optuna.create_study(
-            study_name=study_name, storage=open_storage(self.storage_url), sampler=sampler,
+            study_name=study_name, storage=storage, sampler=sampler,
             pruner=pruner, directions=self.settings.directions, load_if_exists=True,
         )
         stored = [d.name.lower() for d in study.directions]
         if stored != self.settings.directions:
-            raise SearchSpaceError(
+            raise SweeperSettingError(
                 f"study '{study_name}' in {self.storage_url} has directions {stored}, but "
                 f"hydra.sweeper.direction asks for {self.settings.directions}; use another "
                 "study_name or storage"
@@ -124,8 +165,9 @@ class OptunaSweep:
             # offset the seed by the number of trials already there (still reproducible)
             study.sampler = _make_sampler(self.settings.sampler, space, seed_offset=n_existing)
         self.study, self.space, self.extender = study, space, extender
-        with sigterm_as_interrupt():
-            recover_stale_trials(study)
+        self.store = TrialStore(storage, study_name)
+        with sigterm_raises(_raise_terminated):
+            recover_stale_trials(study, self.store)
             setup_ms = (time.perf_counter() - setup_start) * 1e3
             log.info("Optuna study '%s' in %s: %d of %d trials done; sampler %s, pruner %s, "
                      "directions %s", study_name, self.storage_url,
@@ -136,12 +178,18 @@ class OptunaSweep:
             try:
                 self._run_batches(n_trials)
                 succeeded = True
-                # every job has ended: a run still RUNNING belongs to a job killed outright
-                from sweep.mlflow_parent import fail_orphaned_runs
-
-                fail_orphaned_runs(self.config)
+                self._fail_orphaned_runs()
+            except TooManyFailedTrials:
+                self._fail_orphaned_runs()  # its last batch has ended as well
+                raise
             finally:
                 self._report(setup_ms, raise_errors=succeeded)
+
+    def _fail_orphaned_runs(self) -> None:
+        """Every job has ended: a run still RUNNING belongs to a job killed outright."""
+        from sweep.mlflow_parent import fail_orphaned_runs
+
+        fail_orphaned_runs(self.config)
 
     def _run_batches(self, n_trials: int) -> None:
         first = True
@@ -159,7 +207,7 @@ class OptunaSweep:
             with self.clock.sweeper():
                 for _ in range(size):
                     trials.append(self.study.ask())
-                    claim_trial(self.study, trials[-1])
+                    claim_trial(self.store, trials[-1])
                 overrides = [self._configure(trial) for trial in trials]
             if validate:
                 # compose and check the first batch's configs here: a typo or a bad value
@@ -172,7 +220,7 @@ class OptunaSweep:
                     self._tell(trial, outcome)
         except BaseException:
             # interrupted (SIGINT/SIGTERM) or broken: never leave trials RUNNING
-            requeued = requeue_unfinished(self.study, [t.number for t in trials])
+            requeued = requeue_unfinished(self.study, self.store, [t.number for t in trials])
             if requeued:
                 log.warning("Optuna: trials %s of the running batch marked FAIL (driver "
                             "interrupted) and re-enqueued", requeued)
@@ -223,7 +271,7 @@ class OptunaSweep:
         return outcomes
 
     def _tell(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
-        tell_outcome(self.study, trial, outcome)
+        tell_outcome(self.study, self.store, trial, outcome)
         if outcome.state == TrialState.COMPLETE:
             log.info("Optuna trial %d: values %s, params %s", trial.number, outcome.values,
                      trial.params)
@@ -269,14 +317,14 @@ def _params_lines(params: DictConfig | dict | None) -> list[str]:
     """``hydra.sweeper.params`` as override lines (``key=value``)."""
     if not params:
         return []
-    from hydra.core.override_parser.types import Override
+    from hydra.core.override_parser.types import Transformer  # formats values as overrides
 
     lines = []
     for key, value in params.items():
         if isinstance(value, DictConfig) or OmegaConf.is_list(value):
-            value = Override._get_value_element_as_str(OmegaConf.to_container(value))
+            value = Transformer.str(OmegaConf.to_container(value))
         elif not isinstance(value, str):
-            value = Override._get_value_element_as_str(value)
+            value = Transformer.str(value)
         lines.append(f"{key}={value}")
     return lines
 
@@ -290,9 +338,24 @@ def _make_sampler(
     kwargs: dict[str, Any] = {}
     if seed_offset and cfg.get("seed") is not None:
         kwargs["seed"] = int(cfg.seed) + seed_offset
-    if cfg.get("_target_") in _GRID_SAMPLERS and "search_space" not in cfg:
+    if _targets_grid_sampler(cfg) and "search_space" not in cfg:
         kwargs["search_space"] = space.grid()
     return instantiate(cfg, **kwargs, _convert_="all")
+
+
+def _targets_grid_sampler(cfg: DictConfig) -> bool:
+    try:
+        return issubclass(get_class(str(cfg.get("_target_"))), optuna.samplers.GridSampler)
+    except (ImportError, ValueError):
+        return False  # not a class: instantiate() names the bad _target_
+
+
+def _storage_object(url: str) -> BaseStorage:
+    """The storage the study is created with, kept by the sweeper so that it can write trial
+    attrs through ``BaseStorage``'s public methods (``TrialStore``)."""
+    storage = open_storage(url)
+    # a database URL: the RDBStorage that optuna.create_study would build from the string
+    return RDBStorage(storage) if isinstance(storage, str) else storage
 
 
 def _suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:

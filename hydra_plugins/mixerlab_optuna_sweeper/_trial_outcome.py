@@ -1,12 +1,15 @@
 """What a finished job means for its trial: COMPLETE, PRUNED or FAIL, and telling the study.
 
-A job's ``JobReturn`` has ``status`` COMPLETED (``_return_value`` is the task's return value) or
-FAILED (``_return_value`` is the exception). We read ``_return_value`` directly, because the
-public ``return_value`` property re-raises the exception of a failed job. Both the basic
-launcher (in-process) and the submitit launchers (the ``JobReturn`` is pickled back from the
-job process) deliver a task's exception this way; a job that dies before Hydra can catch
-anything (killed, out of memory) makes the submitit launcher raise from ``launch`` instead,
-which the sweep loop turns into FAIL outcomes for the whole batch.
+A job's ``JobReturn`` has ``status`` COMPLETED (``return_value`` is the task's return value) or
+FAILED (the exception is kept in ``JobReturn._return_value``). Both the basic launcher
+(in-process) and the submitit launchers (the ``JobReturn`` is pickled back from the job
+process) deliver a task's exception this way; a job that dies before Hydra can catch anything
+(killed, out of memory) makes the submitit launcher raise from ``launch`` instead, which the
+sweep loop turns into FAIL outcomes for the whole batch.
+
+Trial attributes are written through the storage object the sweeper opened itself
+(``TrialStore``): ``optuna.Trial`` can set user attrs but not system attrs, and a trial left
+by another driver is only a ``FrozenTrial``, which cannot set either.
 """
 
 from __future__ import annotations
@@ -18,9 +21,35 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
-from optuna.trial import TrialState
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
 FAIL_REASON = "fail_reason"
+
+
+class TrialStore:
+    """The trials of one study, addressed by number, through the public ``BaseStorage``
+    interface of the storage object the study was created with."""
+
+    def __init__(self, storage: BaseStorage, study_name: str) -> None:
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study_name)
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def get(self, number: int) -> FrozenTrial:
+        """The trial's current record, read from the storage (not a cached copy)."""
+        return self.storage.get_trial(self.trial_id(number))
+
+    def set_system_attr(self, number: int, key: str, value: Any) -> None:
+        self.storage.set_trial_system_attr(self.trial_id(number), key, value)
+
+    def set_fail_reason(self, number: int, reason: str) -> None:
+        """``fail_reason`` as a user attr (shown in trials.csv) and as a system attr."""
+        trial_id = self.trial_id(number)
+        self.storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+        self.storage.set_trial_system_attr(trial_id, FAIL_REASON, reason)
 
 
 @dataclass(frozen=True)
@@ -35,11 +64,14 @@ class TrialOutcome:
 def outcome_of(ret: JobReturn, n_objectives: int) -> TrialOutcome:
     """Classify one job's result; never raises."""
     if ret.status != JobStatus.COMPLETED:
+        # private on purpose: the public return_value re-raises a failed job's exception after
+        # writing "Error executing job" to stderr, which is wrong for a pruned trial (pinned by
+        # tests/test_private_api_pins.py)
         error = ret._return_value
         if isinstance(error, optuna.TrialPruned):
             return TrialOutcome(TrialState.PRUNED, reason=str(error) or None)
         return TrialOutcome(TrialState.FAIL, reason=_describe(error))
-    return _values_outcome(ret._return_value, n_objectives)
+    return _values_outcome(ret.return_value, n_objectives)
 
 
 def _values_outcome(value: Any, n_objectives: int) -> TrialOutcome:
@@ -70,16 +102,11 @@ def _describe(error: Any) -> str:
     return f"job failed: {error!r}"
 
 
-def set_fail_reason(study: optuna.Study, trial_id: int, reason: str) -> None:
-    """Store ``fail_reason`` as a user attr (shown in trials.csv) and as a system attr."""
-    study._storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
-    study._storage.set_trial_system_attr(trial_id, FAIL_REASON, reason)
-
-
-def tell_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+def tell_outcome(study: optuna.Study, store: TrialStore, trial: optuna.Trial,
+                 outcome: TrialOutcome) -> None:
     """Record ``outcome``; a PRUNED trial keeps its last reported value as its value."""
     if outcome.state == TrialState.FAIL and outcome.reason:
-        set_fail_reason(study, trial._trial_id, outcome.reason)
+        store.set_fail_reason(trial.number, outcome.reason)
     try:
         # skip_if_finished: the trial may have been finished meanwhile by another driver
         # sharing the storage (e.g. declared stale); its state then stands

@@ -6,8 +6,12 @@ n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus ``pruner``
 * ``storage: null`` is a persistent journal file ``<sweep dir>/optuna_journal.log`` (not an
   in-memory study) and ``journal://<path>`` names any journal file; other strings are Optuna
   storage URLs (``sqlite:///x.db``, ``postgresql://...``).
+* ``direction: null`` (the default; stock: ``minimize``) follows the task config's
+  ``objective``: ``test_acc`` is maximized, ``test_loss`` minimized (``optuna_sweeper.py``
+  lists the known senses). An explicit direction that contradicts a known sense is an error
+  unless ``allow_direction_mismatch: true`` confirms it.
 * ``study_name`` defaults to ``${hydra.job.name}``, so rerunning a command resumes its study.
-* ``n_trials`` is the study's total: a rerun launches only the missing trials.
+* ``n_trials`` is the study's total (at least 1): a rerun launches only the missing trials.
 * sampler and pruner are instantiated by the sweeper (``_recursive_: false``), so any Optuna
   sampler/pruner works: ``hydra/sweeper/sampler=random`` or a ``{_target_: ..., ...}`` node.
 """
@@ -140,12 +144,16 @@ class OptunaSweeperConf:
     # an optuna.pruners class and its arguments, or null for no pruning (group .../pruner);
     # jobs see it through TrialReporter (sweep/trial_reporter.py)
     pruner: Any = None
-    # "minimize" or "maximize", or a list of them for a multi-objective study
-    direction: Any = "minimize"
-    # storage string (see storage.py); null -> journal file <sweep dir>/optuna_journal.log
+    # "minimize" or "maximize", or a list of them (one per objective) for a multi-objective
+    # study; null: each objective's known sense (test_acc: maximize, test_loss: minimize, ...)
+    direction: Any = None
+    # true: run even though direction contradicts the objective's known sense (e.g. to find
+    # the worst configurations); otherwise that is an error before any trial is launched
+    allow_direction_mismatch: bool = False
+    # storage string (see tracking/optuna_storage.py); null -> <sweep dir>/optuna_journal.log
     storage: str | None = None
     study_name: str | None = "${hydra.job.name}"
-    # total number of counted trials in the study (COMPLETE + PRUNED + FAIL by the job)
+    # total number of counted trials in the study (COMPLETE + PRUNED + FAIL by the job), >= 1
     n_trials: int = 20
     # trials launched per batch (one launcher.launch call)
     n_jobs: int = 2

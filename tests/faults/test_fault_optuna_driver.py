@@ -16,7 +16,7 @@ import pytest
 from jobs import RUN, read_metrics_file, run_job, runs, sqlite_uri
 from optuna.trial import TrialState
 
-from hydra_plugins.mixerlab_optuna_sweeper.storage import open_storage, resolve_storage_url
+from tracking.optuna_storage import open_storage, resolve_storage_url
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -43,6 +43,9 @@ def test_killed_optuna_driver_resumes_without_losing_or_repeating_trials(tmp_pat
                               storage=open_storage(resolve_storage_url(None, str(sweep_dir))))
     if sig == signal.SIGTERM:  # the driver itself fails and re-enqueues its running trial
         assert [t.state for t in study.trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+        # ... and closes the sweep's parent run as FAILED with the reason, not RUNNING
+        parent = next(r for r in runs(uri, "driver") if r.data.tags.get("sweep") == "true")
+        assert parent.info.status == "FAILED" and "SIGTERM" in parent.data.tags["error"]
     else:  # SIGKILL: nothing could run; the trial is left RUNNING for the restart to recover
         assert [t.state for t in study.trials[:2]] == [TrialState.COMPLETE, TrialState.RUNNING]
 
@@ -67,6 +70,7 @@ def test_killed_optuna_driver_resumes_without_losing_or_repeating_trials(tmp_pat
         if "mlflow.parentRunId" in r.data.tags:
             children.setdefault(r.data.tags["optuna_trial"], []).append(r)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert "error" not in parents[0].data.tags  # the interrupted attempt's reason is cleared
     assert sorted(children) == ["0", "1", "2", "3"]
     assert all(len(v) == 1 for v in children.values())  # trial 0 was not rerun
     assert {children[n][0].info.status for n in ("0", "2", "3")} == {"FINISHED"}

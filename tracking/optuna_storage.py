@@ -1,8 +1,11 @@
-"""Where a study lives: one storage string, resolved the same way by the sweeper and the jobs.
+"""Where an Optuna study lives: one storage string, resolved the same way by the sweeper and the
+jobs (and opened by the analysis).
 
-The sweeper resolves the user's ``storage`` setting once (``resolve_storage_url``) and hands the
-result to every job as the override ``optuna.storage=...``; the job (``TrialReporter``) opens
-it with ``open_storage``. Keeping both halves here guarantees that they agree.
+The sweeper (hydra_plugins/mixerlab_optuna_sweeper) resolves the user's ``storage`` setting
+once (``resolve_storage_url``) and hands the result to every job as the override
+``optuna.storage=...``; the job (``TrialReporter``) opens it with ``open_storage``, and
+analysis/fig_optuna.py opens a finished study the same way. Keeping both halves here, in the
+lowest package all three may import, guarantees that they agree.
 
 Accepted forms:
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # optuna is imported lazily: this module is loaded by Hydra's plugin scan
+if TYPE_CHECKING:  # optuna is imported lazily: slow, and not needed to resolve a string
     from optuna.storages import BaseStorage
 
 JOURNAL_SCHEME = "journal://"
