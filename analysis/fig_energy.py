@@ -1,18 +1,27 @@
 """Figure 4: the Hopfield energy along the continuous dynamics of a trained SymMixer block
 (never rises) and a trained AsymMixer block (may rise), from the runs' saved checkpoints.
 
-A model is rebuilt from its Hydra config (``<output_dir>/.hydra/config.yaml``, else the run's
-``config/config.yaml`` artifact, else its ``model.*`` params) and loaded from its checkpoint
-(``<output_dir>/checkpoint.pt``, else the run's ``checkpoint/checkpoint.pt`` artifact; see
-training/checkpoint.py). ``models.energy.integrate`` then runs float64 Euler steps from random
-initial states of the block's shape (S tokens x C channels). ``table4b_energy_every_block``
-checks every block of every finished sym / asym run (up to ``MAX_CENSUS_RUNS``); the figure
-then shows, per model, the block where E rose most often (block 0 of one run when it never
-rose), so a rise anywhere is seen rather than hidden behind block 0.
+A model is rebuilt from its run's logged ``model.*`` params only (keyword arguments of
+``models.Mixer``; a config file is never instantiated) and loaded with
+``torch.load(weights_only=True)`` (tensors and plain values only: a pickle that would run code
+is refused, never unpickled) from a checkpoint that provably belongs to the run: its job's
+output dir (the ``output_dir`` tag) when that dir's ``mlflow_run_id`` file and the checkpoint's
+own ``run_id`` both name the run, else the run's ``checkpoint/checkpoint.pt`` artifact; either
+must hold the run's config fingerprint (its ``config_fingerprint`` tag, where it has one). Each
+refusal is logged in one line (logger ``analysis.fig_energy``) naming the run, the file and
+why; the figure goes on with the other runs. ``models.energy.integrate`` then runs float64
+Euler steps from random initial states of the block's shape (S tokens x C channels).
+``table4b_energy_every_block`` checks every block of every finished sym / asym run (up to
+``MAX_CENSUS_RUNS``); the figure then shows, per model, the block where E rose most often
+(block 0 of one run when it never rose), so a rise anywhere is seen rather than hidden behind
+block 0.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +31,6 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import seaborn as sns
 import torch
-import yaml
 
 from analysis.figure_result import Drawn, Skipped
 from analysis.groups import display_name, has_lambda, hopfield_models
@@ -33,7 +41,13 @@ from tracking.run_store import RunStore
 if TYPE_CHECKING:
     from models.energy import BlockWeights, EnergyTrace
 
+log = logging.getLogger(__name__)
+
 NAME = "fig4_energy"
+CHECKPOINT = "checkpoint.pt"  # in a job's output dir (training/trainer.py)
+CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"  # logged by sweep/task.py
+RUN_ID_FILE = "mlflow_run_id"  # the job's run id, in its output dir (sweep/task.py)
+FINGERPRINT_TAG = "config_fingerprint"  # the run's training-config hash (sweep/task.py)
 DT = 1e-2
 STEPS = 1000
 N_INITS = 3
@@ -41,44 +55,181 @@ MAX_CANDIDATES = 5  # runs tried per model before giving up on a checkpoint
 MAX_CENSUS_RUNS = 24  # runs checked block by block for table4b (~0.3 s per block and state)
 
 
-def _local_or_artifact(store: RunStore, run: pd.Series, local: str, artifact: str,
-                       tmp: Path) -> Path | None:
-    out_dir = run.get("tags.output_dir")
-    if isinstance(out_dir, str) and (Path(out_dir) / local).exists():
-        return Path(out_dir) / local
-    try:
-        return store.download_artifact(run["run_id"], artifact, tmp)
-    except Exception:  # noqa: BLE001 - no such artifact / artifact store unreachable
-        return None
+class RefusedCheckpoint(ValueError):
+    """A run's model could not be loaded and something of it was refused (its params, or each
+    checkpoint it has); the message gives each refusal in one line."""
 
 
-def _model_from_params(run: pd.Series) -> torch.nn.Module:
+def _refusal(run: pd.Series, what: object, why: str) -> str:
+    """One line: the run, what of it was refused (a file) and why (newlines folded, long error
+    messages cut)."""
+    return " ".join(f"run {run['run_name']} ({run['run_id']}): {what}: {why[:300]}".split())
+
+
+def _mixer_kwargs(run: pd.Series) -> dict[str, object]:
+    """The run's ``params.model.*`` as keyword arguments of models.Mixer, each parsed as the type
+    of Mixer's default (not YAML: it reads '1e-05' as a string). ValueError naming a param that
+    is not a Mixer argument or not of its type."""
     from models import Mixer
 
-    kwargs = {}
-    for col, value in run.items():
-        if col.startswith("params.model.") and isinstance(value, str):
-            kwargs[col.removeprefix("params.model.")] = yaml.safe_load(value)
-    return Mixer(**kwargs)
+    defaults = {k: p.default for k, p in inspect.signature(Mixer.__init__).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    kwargs: dict[str, object] = {}
+    for col, text in run.items():
+        if not (isinstance(col, str) and col.startswith("params.model.")) \
+                or not isinstance(text, str):
+            continue  # NaN: a param of other runs
+        key = col.removeprefix("params.model.")
+        if key not in defaults:
+            raise ValueError(f"model.{key} is not an argument of models.Mixer (valid: "
+                             f"{', '.join(defaults)})")
+        kind = type(defaults[key])
+        try:
+            if kind is bool:
+                kwargs[key] = {"true": True, "false": False}[text.strip().lower()]
+            else:
+                kwargs[key] = kind(text)
+        except (KeyError, ValueError):
+            raise ValueError(f"model.{key}={text[:80]!r} is not a {kind.__name__}, as "
+                             "models.Mixer takes it") from None
+    if not kwargs:
+        raise ValueError("there are none to rebuild the model from")
+    return kwargs
 
 
-def load_trained_model(store: RunStore, run: pd.Series, tmp: Path) -> torch.nn.Module:
-    """Rebuild a run's model and load its final checkpoint's weights (CPU, eval mode)."""
-    ckpt = _local_or_artifact(store, run, "checkpoint.pt", "checkpoint/checkpoint.pt", tmp)
-    if ckpt is None:
-        raise FileNotFoundError(f"run {run['run_name']} has no checkpoint")
-    cfg_path = _local_or_artifact(store, run, ".hydra/config.yaml", "config/config.yaml", tmp)
-    if cfg_path is not None:
-        import hydra
-        from omegaconf import OmegaConf
+def _load_weights(path: Path) -> dict:
+    """The checkpoint at ``path``, loaded with weights_only=True. ValueError (one line) when it
+    needs any object other than tensors and plain values (it is then not unpickled: that
+    could run code) or is unreadable, or holds no 'model' state dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - corrupt files fail in many ways
+        text = str(err)
+        unsafe = re.search(r"GLOBAL ([\w.]+)", text) if "Weights only load failed" in text \
+            else None
+        if unsafe:
+            raise ValueError(f"it needs the Python global {unsafe.group(1)}, not only tensors "
+                             "and plain values; not unpickled, since that could run code") \
+                from None
+        lines = [ln for ln in text.split("Check the documentation")[0].splitlines() if ln.strip()]
+        raise ValueError(f"unreadable ({type(err).__name__}: {(lines or [''])[-1][:200]})") \
+            from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) \
+            or not all(isinstance(k, str) for k in state["model"]):
+        raise ValueError("it holds no 'model' state dict (not written by training/trainer.py)")
+    return state
 
-        model = hydra.utils.instantiate(OmegaConf.load(cfg_path).model)
-    else:
-        model = _model_from_params(run)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    weights = {k.removeprefix("_orig_mod."): v for k, v in state["model"].items()}
-    model.load_state_dict(weights)
-    return model.eval()
+
+def _owned_local_checkpoint(run: pd.Series) -> tuple[Path | None, str | None]:
+    """(the checkpoint in the run's output dir, or None; why that dir is not the run's, or
+    None). A tag alone proves nothing (a reused or copied dir, a hand-set tag): the dir's
+    ``mlflow_run_id`` file (sweep/task.py writes it when the job starts) must name the run."""
+    out_dir = run.get("tags.output_dir")
+    if not isinstance(out_dir, str) or not (Path(out_dir) / CHECKPOINT).is_file():
+        return None, None
+    path = Path(out_dir) / CHECKPOINT
+    try:
+        owner = (Path(out_dir) / RUN_ID_FILE).read_text().strip()
+    except OSError:
+        return path, f"its dir has no readable {RUN_ID_FILE} file to show it is this run's"
+    if owner != run["run_id"]:
+        return path, f"its dir's {RUN_ID_FILE} file names run {owner[:40]!r}, not this run"
+    return path, None
+
+
+def _load_into(model: torch.nn.Module, path: Path, run: pd.Series, check_run_id: bool) -> None:
+    """Load the checkpoint at ``path`` into ``model``. It must have been written by the run's
+    configuration (its fingerprint, when the run has a ``config_fingerprint`` tag) and, with
+    ``check_run_id``, by the run itself. ValueError / RuntimeError (one line) otherwise."""
+    state = _load_weights(path)
+    if check_run_id and state.get("run_id") != run["run_id"]:
+        raise ValueError(f"the checkpoint was written by run {str(state.get('run_id'))[:40]!r}, "
+                         "not this one")
+    want, got = run.get(f"tags.{FINGERPRINT_TAG}"), str(state.get("fingerprint"))[:40]
+    if isinstance(want, str) and got != want:
+        raise ValueError(f"the checkpoint's config fingerprint {got!r} is not the run's "
+                         f"({FINGERPRINT_TAG} tag {want!r})")
+    model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in state["model"].items()})
+
+
+def load_trained_model(store: RunStore, run: pd.Series, tmp: Path,
+                       refusals: list[str] | None = None) -> torch.nn.Module:
+    """Rebuild a run's model from its params and load its final checkpoint's weights (CPU, eval
+    mode): from its output dir when that provably is the run's, else from its checkpoint
+    artifact. Each refusal adds one line to ``refusals``. FileNotFoundError when the run has
+    no checkpoint; RefusedCheckpoint when it cannot be rebuilt or each checkpoint it has was
+    refused."""
+    from models import Mixer
+
+    refused: list[str] = []
+    try:
+        try:
+            model = Mixer(**_mixer_kwargs(run))
+        except ValueError as err:
+            refused.append(_refusal(run, "its model.* params", str(err)))
+            raise RefusedCheckpoint(refused[-1]) from None
+        local, not_owned = _owned_local_checkpoint(run)
+        if not_owned:
+            refused.append(_refusal(run, local, not_owned))
+        elif local is not None:
+            try:
+                _load_into(model, local, run, check_run_id=True)
+                return model.eval()
+            except (ValueError, RuntimeError) as err:
+                refused.append(_refusal(run, local, str(err)))
+        try:
+            path = store.download_artifact(run["run_id"], CHECKPOINT_ARTIFACT, tmp)
+        except Exception:  # noqa: BLE001 - artifact store unreachable: as if there were none
+            path = None
+        if path is not None:
+            try:
+                _load_into(model, path, run, check_run_id=False)  # the run's own record
+                return model.eval()
+            except (ValueError, RuntimeError) as err:
+                refused.append(_refusal(run, f"its artifact {CHECKPOINT_ARTIFACT}",
+                                        str(err)))
+    finally:
+        if refusals is not None:
+            refusals.extend(refused)
+    if refused:
+        raise RefusedCheckpoint("; ".join(refused))
+    raise FileNotFoundError(f"run {run['run_name']} has no checkpoint")
+
+
+class _RunModels:
+    """Trained models of runs for one figure: a run that failed is not tried again, and each
+    refusal is reported once."""
+
+    def __init__(self, store: RunStore, tmp: Path) -> None:
+        self.store, self.tmp = store, tmp
+        self.failed: set[str] = set()
+        self.reported: set[str] = set()
+
+    def load(self, run: pd.Series) -> torch.nn.Module | None:
+        """The run's trained model; None when it has no usable checkpoint."""
+        if run["run_id"] in self.failed:
+            return None
+        refusals: list[str] = []
+        try:
+            return load_trained_model(self.store, run, self.tmp, refusals)
+        except (FileNotFoundError, RefusedCheckpoint):
+            self.failed.add(run["run_id"])
+            return None
+        finally:
+            for line in refusals:
+                if line not in self.reported:
+                    self.reported.add(line)
+                    log.warning("%s", line)
+
+
+@contextmanager
+def _run_models(tables: RunTables, models: _RunModels | None) -> Iterator[_RunModels]:
+    """``models``, or a fresh one over the tables' store (with its own download folder)."""
+    if models is not None:
+        yield models
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield _RunModels(RunStore(tables.tracking_uri), Path(tmp))
 
 
 @contextmanager
@@ -112,9 +263,8 @@ def _pick(runs: pd.DataFrame, model: str) -> pd.DataFrame:
     return cand.sort_values(by)
 
 
-def _integrate_runs(tables: RunTables, store: RunStore, tmp: Path,
-                    picks: dict[str, int], traces: list[pd.DataFrame], rows: list[dict],
-                    missing: list[str]) -> None:
+def _integrate_runs(tables: RunTables, models: _RunModels, picks: dict[str, int],
+                    traces: list[pd.DataFrame], rows: list[dict], missing: list[str]) -> None:
     from models.energy import block_weights
 
     for model_name in hopfield_models():  # the table's sym and asym
@@ -122,11 +272,9 @@ def _integrate_runs(tables: RunTables, store: RunStore, tmp: Path,
         picked = cands[cands["run_name"].isin(list(picks))]
         model = run = None
         for _, cand in pd.concat([picked, cands.head(MAX_CANDIDATES)]).iterrows():
-            try:
-                model, run = load_trained_model(store, cand, tmp), cand
+            model, run = models.load(cand), cand
+            if model is not None:
                 break
-            except (FileNotFoundError, KeyError, RuntimeError, ValueError):
-                continue
         if model is None:
             missing.append(model_name)
             continue
@@ -146,23 +294,21 @@ def _integrate_runs(tables: RunTables, store: RunStore, tmp: Path,
                          "steps_energy_rose": tr.n_increases})
 
 
-def energy_census(tables: RunTables) -> pd.DataFrame:
+def energy_census(tables: RunTables, models: _RunModels | None = None) -> pd.DataFrame:
     """For every block of every finished SymMixer / AsymMixer run with a loadable checkpoint
     (at most ``MAX_CENSUS_RUNS``): Euler steps where E rose, over ``N_INITS`` random initial
     states of ``STEPS`` steps each, the largest single-step rise and the first time t at which
     E rose (NaN when it never did). One row per (run, block)."""
     from models.energy import block_weights
 
-    store = RunStore(tables.tracking_uri)
     runs = tables.runs[tables.runs["model"].isin(hopfield_models())
                        & (tables.runs["status"] == "FINISHED")]
     runs = runs.sort_values(["model", "sb_lambda", "seed"]).head(MAX_CENSUS_RUNS)
     rows = []
-    with _one_thread(), tempfile.TemporaryDirectory() as tmp:
+    with _one_thread(), _run_models(tables, models) as loader:
         for _, run in runs.iterrows():
-            try:
-                model = load_trained_model(store, run, Path(tmp))
-            except (FileNotFoundError, KeyError, RuntimeError, ValueError):
+            model = loader.load(run)
+            if model is None:
                 continue
             for b, blk in enumerate(model.blocks):
                 trs = _trajectories(block_weights(blk), record_every=1)  # every step
@@ -180,16 +326,15 @@ def energy_census(tables: RunTables) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def energy_traces(tables: RunTables, picks: dict[str, int] | None = None
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def energy_traces(tables: RunTables, picks: dict[str, int] | None = None,
+                  models: _RunModels | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trace, summary): energies along the dynamics of one block of one trained sym and one
     trained asym run; summary has E(0), E(T) and the number of Euler steps where E rose.
     ``picks`` (run name -> block) chooses the run and block per model; otherwise block 0 of
     the first finished run (for asym: of the smallest sb_lambda)."""
-    store = RunStore(tables.tracking_uri)
     traces, rows, missing = [], [], []
-    with _one_thread(), tempfile.TemporaryDirectory() as tmp:
-        _integrate_runs(tables, store, Path(tmp), picks or {}, traces, rows, missing)
+    with _one_thread(), _run_models(tables, models) as loader:
+        _integrate_runs(tables, loader, picks or {}, traces, rows, missing)
     if missing == hopfield_models():
         raise Skipped("no SymMixer or AsymMixer run with a loadable checkpoint "
                       "(tracking.log_checkpoint=true or the job's output dir)")
@@ -213,8 +358,9 @@ def _worst_blocks(census: pd.DataFrame) -> dict[str, int]:
 def draw(tables: RunTables, out: Path) -> Drawn:
     """Two panels, SymMixer and AsymMixer: E(t) for a few random initial states, of the block
     where the census (every block of every run) saw E rise most often, else block 0."""
-    census = energy_census(tables)
-    trace, summary = energy_traces(tables, _worst_blocks(census))
+    with _run_models(tables, None) as models:  # each run's checkpoint judged once
+        census = energy_census(tables, models)
+        trace, summary = energy_traces(tables, _worst_blocks(census), models)
     fig, axes = new_figure(PAIR, 1, 2)
     colors = sns.color_palette("colorblind", N_INITS)
     for ax, (label, part) in zip(axes, trace.groupby("model", sort=False), strict=False):

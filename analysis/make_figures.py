@@ -4,7 +4,9 @@
     python analysis/make_figures.py --experiment sb_strength --sweep sb_strength
     python analysis/make_figures.py --tracking-uri http://127.0.0.1:5000 --experiment search
 
-Each figure is drawn only when its runs exist (the script says which were skipped and why);
+Each figure is drawn only when its runs exist (the script says which were skipped and why,
+and which run's file it refused to load: a checkpoint that is not only tensors, or an output
+dir that is not the run's, one line each);
 figures go to ``--out`` as PNG and PDF, their tables beside them as CSV, Markdown and LaTeX,
 and all of them are logged to the sweep's MLflow parent run under ``figures/``.
 Exit status: 0 when at least one figure was drawn, 1 when none could be, 2 when the store,
@@ -14,6 +16,7 @@ experiment or sweep holds no runs.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -78,6 +81,18 @@ def _log_to_parent(tables: RunTables, files: list[Path]) -> str | None:
     return f"{parent['run_name']} ({parent['run_id']})"
 
 
+def _print_refusals() -> None:
+    """Print what the figure modules log at WARNING or above (e.g. fig_energy's refused
+    checkpoints) as lines of this script's report, once however often main() runs."""
+    logger = logging.getLogger("analysis")
+    if not any(h.get_name() == "make_figures" for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.set_name("make_figures")
+        handler.setFormatter(logging.Formatter("  refused %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def make_figures(tables: RunTables, out: Path) -> tuple[list[Drawn], list[tuple[str, str]]]:
     """Draw every figure the runs allow into ``out``; returns (drawn, [(name, why skipped)])."""
     drawn: list[Drawn] = []
@@ -111,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{tables.tracking_uri} ({len(tables.epochs)} per-epoch values)")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    _print_refusals()
     drawn, skipped = make_figures(tables, out)
     files: list[Path] = []
     for item in drawn:

@@ -20,7 +20,13 @@ from omegaconf import DictConfig
 from sweep.experiment_notes import DESCRIPTION
 from tracking import parent_run
 from tracking.client import resolve_tracking_uri
-from tracking.retry import DEFAULT_BACKOFF_S
+from tracking.retry import DEFAULT_BACKOFF_S, TrackingRefused
+from tracking.uri import (
+    TrackingConfigError,
+    check_artifact_location,
+    check_server_reachable,
+    check_tracking_uri,
+)
 from training.distributed import detect
 
 # Optuna's results reach a parent run after the sweep: a few quick retries, not a job's policy
@@ -48,25 +54,59 @@ def job_parent_run_id(cfg: DictConfig) -> str | None:
     return parent.run_id if parent else None
 
 
+class SweepNotStarted(SystemExit):
+    """The sweep's tracking store cannot work (its server refuses connections, or refuses the
+    parent run): the driver exits with this one line before any job is launched.
+
+    A SystemExit because Hydra 1.3 turns any Exception of a callback into a warning and
+    launches the sweep anyway (hydra/_internal/callbacks.py ``_notify``): every job would then
+    spend its retries on the same dead server. Python prints the message, no traceback, and
+    exits with status 1."""
+
+
 class MlflowParentRun(Callback):
-    """Hydra callback: on multirun start create (or reopen) the parent run; on end close it."""
+    """Hydra callback: on multirun start create (or reopen) the parent run; on end close it.
+
+    Before that, the driver checks the tracking settings: a URI or artifact location that
+    cannot work is left to the sweeper's check of every job (sweep/validate.py, which names it
+    with the other bad values, before any launch), and no parent run is created for it; an
+    http(s) server that refuses connections, or a parent run the store refuses, stop the sweep
+    at once (``SweepNotStarted``). A server that answers but fails now and then is retried
+    (tracking/retry.py) as in the jobs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if detect()[1] != 0:  # `torchrun ... -m`: rank 0's driver owns the parent run
             return
         if not config.tracking.enabled:
             return
+        uri = resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd)
+        location = config.tracking.get("artifact_location")
+        try:
+            check_tracking_uri(uri)
+            if location:
+                check_artifact_location(location)
+        except TrackingConfigError:
+            return  # named by the sweeper's config check, before any job is launched
+        try:
+            check_server_reachable(uri)
+        except TrackingConfigError as err:
+            raise SweepNotStarted(f"the sweep was not started: {err}") from None
         overrides = " ".join(config.hydra.overrides.task)
-        parent_run.open_parent(
-            config.hydra.sweep.dir,
-            tracking_uri=resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd),
-            experiment=config.tracking.experiment,
-            experiment_description=config.tracking.description or DESCRIPTION,
-            run_name=str(config.sweep_name),
-            note=f"Sweep `{config.sweep_name}`: python sweep/run.py -m {overrides}",
-            tags={"overrides": overrides[:5000],
-                  "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")},
-            **_policy(config))
+        try:
+            parent_run.open_parent(
+                config.hydra.sweep.dir,
+                tracking_uri=uri,
+                experiment=config.tracking.experiment,
+                experiment_description=config.tracking.description or DESCRIPTION,
+                run_name=str(config.sweep_name),
+                note=f"Sweep `{config.sweep_name}`: python sweep/run.py -m {overrides}",
+                tags={"overrides": overrides[:5000],
+                      "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")},
+                artifact_location=location or None,
+                **_policy(config))
+        except (TrackingRefused, TrackingConfigError) as err:
+            raise SweepNotStarted("the sweep was not started: its MLflow parent run could not "
+                                  f"be created: {err}") from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if detect()[1] != 0:

@@ -4,6 +4,17 @@
     python sweep/run.py -m model=asym model.sb_lambda=0,1e-4,1e-2,1 seed=0,1,2
     python sweep/run.py -m +experiment=search            # Optuna (hydra/sweeper=optuna)
     python sweep/run.py -m hydra/launcher=local_debug ... # SLURM through submitit
+
+A bad value, a checkpoint of another configuration or an unwritable output dir ends the command
+with one line per problem and exit status 2 (sweep/user_errors.py); Ctrl-C ends it with one
+line saying how the job's run was closed and how to resume (status 130; SIGTERM 143).
+``HYDRA_FULL_ERROR=1`` shows the traceback of either.
+
+A password in a URL argument (``tracking.uri=http://user:pw@host:5000``,
+``hydra.sweeper.storage=postgresql://user:pw@host/db``) is moved into the environment before
+Hydra reads the command line (tracking/secrets.py), so the config, the overrides Hydra saves
+and passes to every job, the records and the logs hold only the clean URL; the jobs inherit
+the credentials. Every log line of the process is redacted (``user:***@``) as well.
 """
 
 from __future__ import annotations
@@ -19,12 +30,42 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from sweep.task import run_task  # noqa: E402
+from sweep.termination import JobTerminated, closing_line  # noqa: E402
+from sweep.user_errors import (  # noqa: E402
+    EXIT_USER_ERROR,
+    Refused,
+    refused_as_one_message,
+    traceback_wanted,
+)
+from tracking.secrets import install_log_redaction, strip_argv  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
-    return run_task(cfg)
+    install_log_redaction()  # again in a submitit job, which unpickles `main` without this file
+    with refused_as_one_message():
+        return run_task(cfg)
+
+
+def cli() -> int:
+    """``main`` as a command: its exit status, after the one line that ends it (a user error, or
+    an interruption) unless a traceback is wanted."""
+    try:
+        main()
+    except Refused as err:
+        if traceback_wanted():
+            raise
+        print(err, file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (JobTerminated)
+        if traceback_wanted():
+            raise
+        print(closing_line(err), file=sys.stderr)
+        return 143 if isinstance(err, JobTerminated) else 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.argv[1:] = strip_argv(sys.argv[1:])  # before Hydra reads it: credentials -> environment
+    install_log_redaction()
+    sys.exit(cli())

@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from data import BatchAugment, ImageData, load_dataset
 from models import run_name
+from sweep.dir_lock import JOB_LOCK, DirInUse, holding
 from sweep.epoch_reporter import Pruned, epoch_reporter
 from sweep.experiment_notes import DESCRIPTION
 from sweep.mlflow_parent import job_parent_run_id
-from sweep.termination import sigterm_raises
+from sweep.termination import interrupted_line, sigterm_raises
 from sweep.validate import check_config
 from tracking import MlflowTracker, NullTracker, Tracker, TrackingError, resolve_tracking_uri
+from tracking.mlflow_tracker import RunMismatch
+from tracking.secrets import redact
 from training import Trainer, TrainerConfig
 from training.device import resolve_device
-from training.distributed import init_distributed
+from training.distributed import DistEnv, init_distributed
 
 log = logging.getLogger("sweep")
 RUN_ID_FILE = "mlflow_run_id"
+# tag of every job's run: fingerprint(cfg); a run is reopened only by a job with the same one
+FINGERPRINT_TAG = "config_fingerprint"
 
 # Config keys that do not change what is trained: excluded from the checkpoint fingerprint,
 # so e.g. moving a job to a tracking server does not invalidate its checkpoint.
@@ -53,11 +59,11 @@ _NOT_TRAINING_TRAINER = ("progress", "resume", "checkpoint", "eval_batch_size", 
 def run_task(cfg: DictConfig) -> float | list[float]:
     """Train one configuration; returns ``cfg.objective`` of the final epoch. SIGTERM while it
     runs closes its tracking run as KILLED (sweep/termination.py)."""
-    with sigterm_raises():
-        return _run_task(cfg)
+    with sigterm_raises(), ExitStack() as owned:
+        return _run_task(cfg, owned)
 
 
-def _run_task(cfg: DictConfig) -> float | list[float]:
+def _run_task(cfg: DictConfig, owned: ExitStack) -> float | list[float]:
     t_start = time.perf_counter()
     check_config(cfg)
     # Build (and so validate) everything before a tracking run exists.
@@ -68,15 +74,17 @@ def _run_task(cfg: DictConfig) -> float | list[float]:
     dist_env = init_distributed(resolve_device(trainer_cfg.device), trainer_cfg.dist_timeout_s,
                                 trainer_cfg.devices)
     out_dir = Path(dist_env.broadcast(str(HydraConfig.get().runtime.output_dir)))
+    _own_dir(out_dir, dist_env, owned)  # before the checkpoint is read
     tracker = build_tracker(cfg) if dist_env.is_main else NullTracker()
     reporter = epoch_reporter(cfg)  # None in a grid job, which so never imports optuna
     callbacks = [] if reporter is None else [
         lambda epoch, metrics: reporter.report(metrics[str(cfg.objective)], epoch)]
     trainer = Trainer(model, data, trainer_cfg, augment, tracker, out_dir, seed=int(cfg.seed),
-                      fingerprint=fingerprint(cfg), callbacks=callbacks, dist=dist_env)
+                      fingerprint=fingerprint(cfg), fingerprint_config=training_config(cfg),
+                      callbacks=callbacks, dist=dist_env)
 
     _start_run(tracker, cfg, trainer, out_dir)
-    status, tags = "FAILED", {}
+    status, tags, stopped = "FAILED", {}, None
     try:
         final = trainer.fit()
         value = objective_value(cfg, final)
@@ -85,9 +93,12 @@ def _run_task(cfg: DictConfig) -> float | list[float]:
         return value
     except BaseException as err:
         status, tags = _ended_by(err, cfg, out_dir)
+        stopped = err if isinstance(err, KeyboardInterrupt) else None
         raise
     finally:
-        _close(tracker, status, tags)
+        closed = _close(tracker, status, tags)
+        if stopped is not None:  # the command's last line (run.py): how it ended, how to go on
+            stopped.add_note(_interrupted(stopped, cfg, tracker, trainer, out_dir, closed))
 
 
 def _kwargs(node: DictConfig, *drop: str) -> dict[str, Any]:
@@ -131,16 +142,41 @@ def build_tracker(cfg: DictConfig) -> Tracker:
     return MlflowTracker(**kwargs)
 
 
+def _own_dir(out_dir: Path, dist_env: DistEnv, owned: ExitStack) -> None:
+    """Rank 0 locks the job's output dir until ``owned`` closes (sweep/dir_lock.py); every
+    rank fails with DirInUse when another job holds it."""
+    refusal = None
+    if dist_env.is_main:
+        mode = HydraConfig.get().mode
+        sweep = mode is not None and mode.name == "MULTIRUN"
+        label = f"the job's output dir {out_dir}" if sweep else f"hydra.run.dir={out_dir}"
+        try:
+            owned.enter_context(holding(out_dir.resolve() / JOB_LOCK, label, "job",
+                                        "hydra.sweep.dir" if sweep else "hydra.run.dir"))
+        except DirInUse as err:
+            refusal = str(err)
+    refusal = dist_env.broadcast(refusal)
+    if refusal is not None:
+        raise DirInUse(refusal)
+
+
 def _start_run(tracker: Tracker, cfg: DictConfig, trainer: Trainer, out_dir: Path) -> None:
     """Open the job's tracking run. A resumed job reopens its run: the checkpoint names it, and
-    a job restarted before its first checkpoint finds it in ``RUN_ID_FILE``."""
+    a job restarted before its first checkpoint finds it in ``RUN_ID_FILE``. Only a run of the
+    same configuration is reopened (its ``FINGERPRINT_TAG``; runs logged before the tag existed
+    with a warning): another one fails the job, nothing logged to either run."""
     run_id_file = out_dir / RUN_ID_FILE
-    resume_id = trainer.resumed_run_id
+    resume_id, source = trainer.resumed_run_id, f"the checkpoint {trainer.ckpt_path}"
     if resume_id is None and trainer.cfg.resume and run_id_file.exists():
-        resume_id = run_id_file.read_text().strip() or None
-    tracker.start(run_name=cfg.run_name or run_name(cfg.model, cfg.seed), params=flat_params(cfg),
-                  tags=_tags(cfg, out_dir), resume_run_id=resume_id,
-                  parent_run_id=job_parent_run_id(cfg))
+        resume_id, source = run_id_file.read_text().strip() or None, str(run_id_file)
+    try:
+        tracker.start(run_name=cfg.run_name or run_name(cfg.model, cfg.seed),
+                      params=flat_params(cfg), tags=_tags(cfg, out_dir), resume_run_id=resume_id,
+                      parent_run_id=job_parent_run_id(cfg), match_tags=(FINGERPRINT_TAG,))
+    except RunMismatch as err:
+        raise RunMismatch(f"{source} names {err}: not reopened, nothing logged. Use a fresh "
+                          "output dir, or set trainer.resume=false to train from scratch into a "
+                          "new run here") from None
     if tracker.run_id:
         run_id_file.write_text(tracker.run_id)
 
@@ -168,22 +204,39 @@ def _ended_by(err: BaseException, cfg: DictConfig, out_dir: Path) -> tuple[str, 
         return "KILLED", {"optuna_state": "PRUNED"}
     if isinstance(err, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (JobTerminated)
         return "KILLED", {"error": f"interrupted: {err}" if str(err) else "interrupted"}
-    if isinstance(err, TrackingError):
+    if isinstance(err, TrackingError) and not getattr(err, "user_error", False):
+        # a transient outage outlasted the retries (a refused request is the user's to fix and
+        # says so itself)
         log.error("the tracking server is unreachable (%s); training results are safe in %s "
                   "(checkpoint.pt, metrics.jsonl): rerun the same command once it is back "
-                  "to resume and log the missed epochs", cfg.tracking.uri, out_dir)
-    return "FAILED", {"error": f"{type(err).__name__}: {err}"[:5000]}
+                  "to resume and log the missed epochs", redact(str(cfg.tracking.uri)), out_dir)
+    return "FAILED", {"error": redact(f"{type(err).__name__}: {err}")[:5000]}
 
 
-def _close(tracker: Tracker, status: str, tags: dict[str, str]) -> None:
-    """Set the final status; a tracker failure here is reported, never allowed to mask the
-    job's own error or lose its result (the checkpoint and metrics.jsonl are on disk)."""
+def _close(tracker: Tracker, status: str, tags: dict[str, str]) -> bool:
+    """Set the final status (True when set); a tracker failure here is reported, never allowed
+    to mask the job's own error or lose its result (the checkpoint and metrics.jsonl are on
+    disk)."""
     try:
         if tags:
             tracker.set_tags(tags)
         tracker.finish(status)
+        return True
     except Exception as err:  # noqa: BLE001
         log.error("could not set the tracking run's status to %s: %s", status, err)
+        return False
+
+
+def _interrupted(err: KeyboardInterrupt, cfg: DictConfig, tracker: Tracker, trainer: Trainer,
+                 out_dir: Path, closed: bool) -> str:
+    """The line that ends a job stopped by Ctrl-C or SIGTERM (sweep/termination.py)."""
+    hc = HydraConfig.get()
+    return interrupted_line(
+        err, run_name=str(cfg.run_name or run_name(cfg.model, cfg.seed)),
+        run_id=tracker.run_id, closed=closed, tracking=bool(cfg.tracking.enabled),
+        epoch=trainer.epoch, epochs=trainer.cfg.epochs,
+        out_dir=out_dir, resumable=trainer.cfg.checkpoint and trainer.cfg.resume,
+        in_sweep=hc.mode is not None and hc.mode.name == "MULTIRUN")
 
 
 def objective_value(cfg: DictConfig, final: dict[str, float]) -> float | list[float]:
@@ -220,14 +273,36 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     return out
 
 
-def fingerprint(cfg: DictConfig) -> str:
-    """Hash of the configuration that determines the training trajectory."""
+def _training_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config less the keys that do not change what is trained."""
     c = OmegaConf.to_container(cfg, resolve=True)
     for key in _NOT_TRAINING:
         c.pop(key, None)
     for key in _NOT_TRAINING_TRAINER:
         c["trainer"].pop(key, None)
+    return c
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """Hash of the configuration that determines the training trajectory."""
+    c = _training_container(cfg)
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def training_config(cfg: DictConfig) -> dict[str, str]:
+    """What ``fingerprint`` hashes, flat: {'model.dim': '16', 'trainer.epochs': '8', ...}. The
+    checkpoint stores it, so a resume refused for another config names each changed key."""
+    out: dict[str, str] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            out[prefix] = json.dumps(node) if isinstance(node, (list, dict)) else str(node)
+
+    walk(_training_container(cfg), "")
+    return out
 
 
 def _git_commit() -> str:
@@ -246,7 +321,9 @@ def _tags(cfg: DictConfig, out_dir: Path) -> dict[str, str]:
         "git_commit": _git_commit(),
         "host": socket.gethostname(),
         "output_dir": str(out_dir.resolve()),
-        "mlflow.note.content": f"python sweep/run.py {' '.join(HydraConfig.get().overrides.task)}",
+        FINGERPRINT_TAG: fingerprint(cfg),
+        "mlflow.note.content": redact(
+            f"python sweep/run.py {' '.join(HydraConfig.get().overrides.task)}"),
     }
     for env, tag in (("SLURM_JOB_ID", "slurm_job_id"), ("SLURM_ARRAY_JOB_ID", "slurm_array_job_id"),
                      ("SLURM_ARRAY_TASK_ID", "slurm_array_task_id")):

@@ -9,6 +9,10 @@ writes no result for a requeued job): run_task closes the run as KILLED with an 
 and the job exits. A requeued or rerun job resumes from its last epoch checkpoint and reopens
 the same run. SIGKILL cannot be caught: the sweep driver marks such runs FAILED when the sweep
 ends (sweep.mlflow_parent.fail_orphaned_runs).
+
+Ctrl-C (SIGINT, a plain ``KeyboardInterrupt``) ends a job the same way. Either way run_task
+notes on the exception the one line that ends the command (``interrupted_line``): how the run
+was closed and how to go on; run.py prints it (``closing_line``) instead of a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
+
+INTERRUPTED = "interrupted"  # how every closing line starts
 
 
 class JobTerminated(KeyboardInterrupt):
@@ -45,3 +52,48 @@ def sigterm_raises(
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_line(err: KeyboardInterrupt, *, run_name: str, run_id: str | None, closed: bool,
+                     tracking: bool, epoch: int, epochs: int, out_dir: Path, resumable: bool,
+                     in_sweep: bool) -> str:
+    """The line that ends a job stopped by ``err`` after ``epoch`` of ``epochs`` epochs: e.g.
+    'interrupted: MLflow run sym-d2-w16-s0 (3f2a...) closed as KILLED after epoch 2 of 10; run
+    the same command to resume at epoch 3 (checkpoint.pt in outputs/...)'. ``run_id``: None
+    when no run was open in this process; ``closed``: the run's status was set; ``tracking``:
+    tracking.enabled; ``resumable``: the checkpoint is written and read (trainer.checkpoint,
+    trainer.resume)."""
+    what = INTERRUPTED + (" by SIGTERM" if isinstance(err, JobTerminated) else "")
+    if not tracking:
+        run = f"job {run_name} stopped (tracking.enabled=false: nothing was logged to MLflow)"
+    elif run_id is None:  # a data-parallel rank other than 0: rank 0 closes the run
+        run = f"job {run_name} stopped (its MLflow run is rank 0's)"
+    elif closed:
+        run = f"MLflow run {run_name} ({run_id}) closed as KILLED"
+    else:
+        run = (f"MLflow run {run_name} ({run_id}) could not be closed as KILLED (the error "
+               "is above; rerunning the job reopens it)")
+    head = f"{what}: {run} after epoch {epoch} of {epochs}"
+    if in_sweep:
+        return f"{head}; its checkpoint and metrics.jsonl are in {out_dir}"
+    if not resumable:
+        return (f"{head}; no checkpoint is read or kept (trainer.checkpoint or trainer.resume "
+                "is false), so the same command starts it again at epoch 1")
+    if epoch == 0:
+        return f"{head}; run the same command to start it again (no epoch had finished)"
+    if epoch >= epochs:
+        return (f"{head}; run the same command to log its results (checkpoint.pt in "
+                f"{out_dir} holds every epoch)")
+    return (f"{head}; run the same command to resume at epoch {epoch + 1} "
+            f"(checkpoint.pt in {out_dir})")
+
+
+def closing_line(err: KeyboardInterrupt) -> str:
+    """The line to end a command stopped by ``err``: the one its job noted, else a general one
+    (stopped before a job's tracking run was open, or in a sweep's driver)."""
+    for note in reversed(getattr(err, "__notes__", None) or []):
+        if note.startswith(INTERRUPTED):
+            return note
+    what = INTERRUPTED + (" by SIGTERM" if isinstance(err, JobTerminated) else "")
+    return (f"{what}: stopped before training had started or between jobs; run the same "
+            "command to start again (a job resumes from its last epoch checkpoint)")

@@ -41,6 +41,7 @@ def figures(analysis_sweep, tmp_path_factory) -> tuple[Path, subprocess.Complete
     proc = make_figures_cli(["--tracking-uri", analysis_sweep.uri, "--experiment",
                              analysis_sweep.experiment, "--out", str(out)], analysis_sweep.workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "refused" not in proc.stdout, proc.stdout  # a healthy sweep's checkpoints all load
     print(f"sweep {analysis_sweep.seconds:.1f} s, make_figures {time.perf_counter() - t0:.1f} s")
     return out, proc
 

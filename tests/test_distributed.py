@@ -184,7 +184,7 @@ def test_a_killed_rank_takes_the_job_down_without_a_hang_and_the_job_resumes(tmp
     ckpt = tmp_path / "ddp" / "checkpoint.pt"
     # rank 0 writes the epoch's metrics line, then its checkpoint: a kill between the two
     # leaves the checkpoint one epoch behind (the resumed job redoes that epoch)
-    ckpt_epoch = torch.load(ckpt, weights_only=False)["epoch"] if ckpt.exists() else 0
+    ckpt_epoch = torch.load(ckpt, weights_only=True)["epoch"] if ckpt.exists() else 0
     assert ckpt_epoch in (done - 1, done)
 
     proc = torchrun(job, tmp_path)

@@ -4,6 +4,8 @@
 * ``mlflow_tracker``: its MLflow implementation, one job's run;
 * ``client``: the one way to get an MLflow client (SQLite creation lock, retries), URIs;
 * ``retry``: the retry policy (exponential back-off, TrackingError);
+* ``uri``: whether a tracking setting can work (URI form, writable store, server reachable);
+* ``secrets``: credentials out of URIs, records and logs (redaction, the environment);
 * ``parent_run``: a sweep's parent run and its side file in the sweep dir;
 * ``run_store``: runs, metric histories and artifacts for the analysis;
 * ``optuna_storage``: where an Optuna study lives (the sweeper, the jobs and the analysis).

@@ -7,14 +7,20 @@ Every tracking call of the project goes through a :class:`TrackingClient`, which
 * retries every call with exponential back-off (tracking/retry.py): a restarting server, a
   "database is locked" SQLite file;
 * leaves the retrying to that policy: MLflow's own HTTP client would retry each request for
-  about 4 minutes before our loop even sees the error (``use_own_retries``).
+  about 4 minutes before our loop even sees the error (``use_own_retries``);
+* refuses a URI that cannot work before any call (tracking/uri.py), and raises an error no
+  retry can fix at once (tracking/retry.py ``is_permanent``);
+* creates experiments of a SQLite store with their artifacts beside the database
+  (``artifact_location``), not in ``./mlruns`` of whatever folder the command ran in.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,9 +28,11 @@ from typing import Any, TypeVar
 from mlflow.tracking import MlflowClient
 
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, with_retries
+from tracking.secrets import create_private, credentialed, stash_credentials
+from tracking.uri import SQLITE_PREFIX, check_tracking_uri, sqlite_path
 
 T = TypeVar("T")
-SQLITE_PREFIX = "sqlite:///"
+ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite database: <db folder>/mlartifacts/<experiment>
 
 
 def default_tracking_uri(base_dir: str | Path) -> str:
@@ -37,17 +45,40 @@ def resolve_tracking_uri(uri: str | None, base_dir: str | Path) -> str:
     return default_tracking_uri(base_dir) if uri in (None, "") else str(uri)
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI; None for any other store."""
-    return Path(uri[len(SQLITE_PREFIX):]) if uri.startswith(SQLITE_PREFIX) else None
+def experiment_artifact_location(uri: str, experiment: str,
+                                 location: str | None = None) -> str | None:
+    """Where a new experiment ``experiment`` of store ``uri`` keeps its runs' artifacts:
+    ``location`` when the user set one (tracking.artifact_location), else for a SQLite store
+    ``<db folder>/mlartifacts/<experiment>`` (the name made a safe folder name; runs get their
+    own ``<run id>/artifacts`` inside), else None: the store's default (a server's own
+    artifact root). An experiment created before keeps the location it has (an older version
+    of this project left SQLite artifacts in ``./mlruns`` of the launch directory)."""
+    if location:
+        return location
+    db = sqlite_path(uri)
+    if db is None:
+        return None
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+    return str(db.absolute().parent / ARTIFACTS_DIR / folder)
 
 
 def use_own_retries() -> None:
     """Make ``tracking.retries`` / ``tracking.retry_backoff_s`` the retry policy for HTTP
     servers: MLflow's own client retries each request 7 times with exponential back-off (about
     4 minutes per call against a server that is down) before our retry loop even sees the
-    error. Unless the user set MLFLOW_HTTP_REQUEST_MAX_RETRIES, it is set to 0 here."""
+    error. Unless the user set MLFLOW_HTTP_REQUEST_MAX_RETRIES, it is set to 0 here. MLflow's
+    traceback for each "database is locked" of a SQLite store is dropped too: the retry loop
+    reports each attempt in one line, and the last error in its TrackingError."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    if _drop_retried_db_errors not in db_log.filters:
+        db_log.addFilter(_drop_retried_db_errors)
+
+
+def _drop_retried_db_errors(record: logging.LogRecord) -> bool:
+    """False (drop) for MLflow's "SQLAlchemy database error" log record with its traceback,
+    logged before it raises the error our retry loop handles."""
+    return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 def _create(uri: str) -> MlflowClient:
@@ -64,6 +95,7 @@ def _create(uri: str) -> MlflowClient:
     fd = os.open(db.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        create_private(db)  # owner-only, before SQLite creates it (and its journals) 0644
         return MlflowClient(uri)
     finally:
         os.close(fd)  # releases the lock
@@ -85,7 +117,8 @@ class TrackingClient:
 
     def call(self, what: str, fn: Callable[[MlflowClient], T]) -> T:
         """``fn(raw client)``, retried; raises TrackingError after the last attempt."""
-        return with_retries(lambda: fn(self._raw), what, self.retries, self.backoff_s)
+        return with_retries(lambda: fn(self._raw), what, self.retries, self.backoff_s,
+                            where=self.uri)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._raw, name)
@@ -98,19 +131,25 @@ class TrackingClient:
 
         return retried
 
-    def experiment_id(self, name: str, description: str | None = None) -> str:
-        """Id of experiment ``name``, created (with ``description`` in the UI) if missing."""
-        return self.call("experiment", lambda c: get_or_create_experiment(c, name, description))
+    def experiment_id(self, name: str, description: str | None = None,
+                      artifact_location: str | None = None) -> str:
+        """Id of experiment ``name``, created (with ``description`` in the UI) if missing, its
+        artifacts in ``artifact_location`` (None: beside a SQLite database, see
+        ``experiment_artifact_location``)."""
+        location = experiment_artifact_location(self.uri, name, artifact_location)
+        return self.call("experiment",
+                         lambda c: get_or_create_experiment(c, name, description, location))
 
 
-def get_or_create_experiment(client: MlflowClient, name: str,
-                             description: str | None = None) -> str:
+def get_or_create_experiment(client: MlflowClient, name: str, description: str | None = None,
+                             artifact_location: str | None = None) -> str:
     """Experiment id for ``name``; creation races between concurrent jobs are tolerated."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
             tags = {"mlflow.note.content": description} if description else None
-            return client.create_experiment(name, tags=tags)
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags=tags)
         except Exception:  # noqa: BLE001 - another process created it first
             exp = client.get_experiment_by_name(name)
             if exp is None:
@@ -121,7 +160,16 @@ def get_or_create_experiment(client: MlflowClient, name: str,
 def open_client(uri: str, retries: int = DEFAULT_RETRIES,
                 backoff_s: float = DEFAULT_BACKOFF_S) -> TrackingClient:
     """A :class:`TrackingClient` for ``uri`` (created under the SQLite lock, itself retried),
-    whose calls are retried up to ``retries`` times, waiting ``backoff_s``, 2 ``backoff_s``..."""
+    whose calls are retried up to ``retries`` times, waiting ``backoff_s``, 2 ``backoff_s``...
+    A URI that cannot be a store raises TrackingConfigError first (its form only: a reader may
+    open a database it cannot write).
+
+    A ``user:password@`` in ``uri`` goes to the environment (tracking/secrets.py): the client's
+    ``uri``, and so every message and record, holds the clean URI; only the MlflowClient gets
+    the credentials (MLflow's basic-auth variables for a server, the URL for a database)."""
+    uri = stash_credentials(uri)
+    check_tracking_uri(uri, writable=False)
     use_own_retries()
-    raw = with_retries(lambda: _create(uri), "open the tracking store", retries, backoff_s)
+    raw = with_retries(lambda: _create(credentialed(uri)), "open the tracking store", retries,
+                       backoff_s, where=uri)
     return TrackingClient(raw, uri, retries, backoff_s)

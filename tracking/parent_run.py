@@ -7,7 +7,9 @@ SQLite file). The parent's identity ``{"tracking_uri", "experiment_id", "run_id"
 to ``<sweep dir>/.mlflow_parent_run.json`` (``PARENT_FILE``), which every job (local or on
 SLURM, sharing the file system) reads to nest its run under it (tag ``mlflow.parentRunId``), and
 which a restarted sweep (same sweep dir, e.g. a resumed Optuna study) reuses. A parent run
-carries the tags ``sweep=true`` and ``sweep_dir``.
+carries the tags ``sweep=true`` and ``sweep_dir``. The side file is readable by its owner only
+(0600) and holds the URI without any ``user:password@`` (tracking/secrets.py: the jobs find the
+credentials in the environment they inherit).
 
 Plain arguments only (sweep dir, URI, retry policy): the Hydra glue is sweep/mlflow_parent.py.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from tracking.client import TrackingClient, open_client
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
+from tracking.secrets import create_private
 
 PARENT_FILE = ".mlflow_parent_run.json"
 PARENT_TAG = "mlflow.parentRunId"  # on a job's run: its sweep's parent run id
@@ -56,9 +59,11 @@ def read_parent(sweep_dir: str | Path) -> ParentRun | None:
 def open_parent(sweep_dir: str | Path, *, tracking_uri: str, experiment: str,
                 experiment_description: str | None, run_name: str, note: str,
                 tags: dict[str, str], retries: int = DEFAULT_RETRIES,
-                backoff_s: float = DEFAULT_BACKOFF_S) -> ParentRun:
+                backoff_s: float = DEFAULT_BACKOFF_S,
+                artifact_location: str | None = None) -> ParentRun:
     """Reopen (status RUNNING) the parent run of a restarted sweep, else create it: experiment
-    ``experiment`` (created with ``experiment_description`` if missing), run ``run_name`` with
+    ``experiment`` (created with ``experiment_description`` and ``artifact_location``, the
+    jobs' rule in TrackingClient.experiment_id, if missing), run ``run_name`` with
     ``tags``, ``sweep=true``, ``sweep_dir`` and the UI description ``note``; then write the side
     file."""
     sweep_dir = Path(sweep_dir)
@@ -72,16 +77,17 @@ def open_parent(sweep_dir: str | Path, *, tracking_uri: str, experiment: str,
             client.call("clear error tag", lambda c: c.delete_tag(parent.run_id, "error"))
         log.info("MLflow: resuming sweep parent run %s", parent.run_id)
         return parent
-    exp_id = client.experiment_id(experiment, experiment_description)
+    exp_id = client.experiment_id(experiment, experiment_description, artifact_location)
     run_tags = {**tags, SWEEP_TAG: "true", "sweep_dir": str(sweep_dir.resolve()),
                 NOTE_TAG: note}
     run = client.call("create parent run",
                       lambda c: c.create_run(exp_id, run_name=run_name, tags=run_tags))
-    parent = ParentRun(tracking_uri, run.info.run_id, exp_id)
+    parent = ParentRun(client.uri, run.info.run_id, exp_id)  # client.uri: no credentials
+    create_private(sweep_dir / PARENT_FILE)
     (sweep_dir / PARENT_FILE).write_text(json.dumps(
-        {"tracking_uri": tracking_uri, "experiment_id": exp_id, "run_id": parent.run_id}))
+        {"tracking_uri": client.uri, "experiment_id": exp_id, "run_id": parent.run_id}))
     log.info("MLflow: sweep parent run %s (%s) in experiment '%s' at %s",
-             run_name, parent.run_id, experiment, tracking_uri)
+             run_name, parent.run_id, experiment, client.uri)
     return parent
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -21,8 +22,11 @@ class Tracker(Protocol):
         tags: dict[str, str],
         resume_run_id: str | None = None,
         parent_run_id: str | None = None,
+        match_tags: Sequence[str] = (),
     ) -> str | None:
-        """Create (or reopen, when ``resume_run_id`` is given) the run; returns its id."""
+        """Create (or reopen, when ``resume_run_id`` is given) the run; returns its id. A
+        reopened run must already carry each tag in ``match_tags`` with the value in ``tags``
+        (e.g. its config fingerprint), else nothing is logged to it and an error is raised."""
         ...
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:

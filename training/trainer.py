@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,7 @@ class Trainer:
         out_dir: str | Path,
         seed: int = 0,
         fingerprint: str = "",
+        fingerprint_config: Mapping[str, str] | None = None,
         callbacks: Sequence[EpochCallback] = (),
         dist: DistEnv | None = None,
     ) -> None:
@@ -142,6 +143,8 @@ class Trainer:
         self.tracker = tracker
         self.callbacks = list(callbacks)
         self.fingerprint = fingerprint
+        # the flat config the fingerprint hashes: a refused resume names the keys that changed
+        self.fingerprint_config = dict(fingerprint_config or {})
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.dist = dist or DistEnv(device=resolve_device(config.device))
@@ -174,7 +177,7 @@ class Trainer:
         self.ckpt_path = self.out_dir / CHECKPOINT
         self.metrics_path = self.out_dir / METRICS_FILE
         if config.resume and self.ckpt_path.exists():
-            self._restore(load_checkpoint(self.ckpt_path, fingerprint))
+            self._restore(load_checkpoint(self.ckpt_path, fingerprint, self.fingerprint_config))
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -188,6 +191,7 @@ class Trainer:
                     # every rank's global RNG (drop path), so a data-parallel job resumes exactly
                     "torch_ranks": self.dist.all_gather(torch.get_rng_state())},
             "fingerprint": self.fingerprint,
+            "config": self.fingerprint_config,
             "run_id": self.tracker.run_id,
         }
 

@@ -3,6 +3,8 @@
 ``<sweep dir>/optimization_results.yaml`` keeps the stock plugin's ``name``/``best_params``/
 ``best_value`` keys (``pareto_front`` for several objectives) and adds the study's identity
 and the number of trials per state; ``<sweep dir>/trials.csv`` is ``study.trials_dataframe()``.
+Both pass through ``tracking.secrets.redact``: the storage URL never carries a password
+(tracking/optuna_storage.py), nor does any URL among the trials' params and attrs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
+
+from tracking.secrets import redact
 
 from ._stale_trials import BOOKKEEPING_ATTRS
 from ._trial_outcome import count_states
@@ -30,7 +34,7 @@ def study_summary(study: optuna.Study, storage_url: str, overhead_ms: float | No
     summary: dict[str, Any] = {
         "name": "optuna",
         "study_name": study.study_name,
-        "storage": storage_url,
+        "storage": redact(storage_url),
         "directions": [d.name.lower() for d in study.directions],
     }
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -61,9 +65,9 @@ def write_results(study: optuna.Study, summary: dict, sweep_dir: str) -> list[Pa
     out = Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS_FILE
-    results.write_text(yaml.safe_dump(_plain(summary), sort_keys=False))
+    results.write_text(redact(yaml.safe_dump(_plain(summary), sort_keys=False)))
     trials = out / TRIALS_FILE
-    study.trials_dataframe().to_csv(trials, index=False)
+    trials.write_text(redact(study.trials_dataframe().to_csv(index=False)))
     return [results, trials]
 
 

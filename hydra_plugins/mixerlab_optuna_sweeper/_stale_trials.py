@@ -7,6 +7,8 @@ a trial is marked FAIL with ``fail_reason: driver interrupted`` and its paramete
 again, so the next batch reruns it. The same happens to the running batch when the driver
 itself is interrupted (SIGINT/SIGTERM). Trials of live drivers on other hosts cannot be told
 apart from dead ones: run concurrent drivers of one study on one host, or on separate studies.
+Each driver needs its own ``hydra.sweep.dir`` (one driver per sweep dir: sweep/dir_lock.py),
+sharing the study through ``hydra.sweeper.storage=journal:///path/study.log``.
 """
 
 from __future__ import annotations

@@ -227,7 +227,8 @@ def _fail_parent_run(config: DictConfig, err: BaseException) -> None:
     reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     try:
         from sweep.mlflow_parent import close_parent  # lazy: imports mlflow
+        from tracking.secrets import redact
 
-        close_parent(config, "FAILED", {"error": reason[:_ERROR_TAG_CHARS]})
+        close_parent(config, "FAILED", {"error": redact(reason)[:_ERROR_TAG_CHARS]})
     except Exception as close_err:  # noqa: BLE001 - the sweep's own error matters more
         log.warning("could not mark the sweep's MLflow parent run FAILED: %s", close_err)

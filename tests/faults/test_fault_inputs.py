@@ -49,7 +49,7 @@ def test_corrupt_checkpoint_on_resume_is_named_and_kept(tmp_path):
 
     # the documented way out: start from scratch (the bad file is then replaced)
     run_job([*args, "trainer.resume=false"], tmp_path)
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1
     [run] = runs(uri, "ckpt")
     assert run.info.status == "FINISHED"
