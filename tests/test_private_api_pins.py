@@ -59,6 +59,9 @@ class _Job:
     def __init__(self, overrides: list[str], idx: int, dies: bool) -> None:
         self.job_id, self.overrides, self.idx, self.dies = f"fake{idx}", overrides, idx, dies
 
+    def done(self) -> bool:
+        return True
+
     def results(self) -> list[JobReturn]:
         if self.dies:
             from submitit.core.utils import UncompletedJobError

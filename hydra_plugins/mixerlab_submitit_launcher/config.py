@@ -4,11 +4,14 @@ The plugin registers its configs when Hydra's plugin scan imports its config mod
 scan runs (and re-runs) every plugin module in path order, so a config stored by a module of
 ours could be overwritten by the plugin's afterwards. Hydra calls SearchPathPlugins after the
 scan and before any config is composed: that is where ours replace the plugin's. Every key,
-default and the schema stay the plugin's; only ``_target_`` changes.
+default and the schema stay the plugin's; ``_target_`` changes and two keys are added:
+``poll_interval_s`` and ``result_grace_s``, how soon the driver notices a job's end
+(launcher.py).
 """
 # No `from __future__ import annotations`: Hydra reads these dataclasses' field types.
 
 from dataclasses import dataclass
+from typing import Optional
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
@@ -18,14 +21,25 @@ from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQu
 _HERE = "hydra_plugins.mixerlab_submitit_launcher.launcher"
 
 
+# seconds between two looks for finished jobs: a finished job is noticed within about this
+# long; null leaves the waiting to submitit (see launcher.py)
+POLL_INTERVAL_S = 1.0
+# seconds a job that SLURM reports ended may take to show its result file (submitit's 15)
+RESULT_GRACE_S = 15.0
+
+
 @dataclass
 class EveryJobSlurmConf(SlurmQueueConf):
     _target_: str = f"{_HERE}.SlurmLauncher"
+    poll_interval_s: Optional[float] = POLL_INTERVAL_S  # noqa: UP045 - Hydra reads the type
+    result_grace_s: float = RESULT_GRACE_S
 
 
 @dataclass
 class EveryJobLocalConf(LocalQueueConf):
     _target_: str = f"{_HERE}.LocalLauncher"
+    poll_interval_s: Optional[float] = POLL_INTERVAL_S  # noqa: UP045 - Hydra reads the type
+    result_grace_s: float = RESULT_GRACE_S
 
 
 def register() -> None:

@@ -9,6 +9,17 @@ becomes a FAILED ``JobReturn`` (its ``_return_value`` is the error), so the grid
 finishes the other jobs and reports the dead one in ``failed_jobs.yaml``, and the Optuna
 sweeper fails only that trial.
 
+How soon a job's end is noticed, two settings (``hydra.launcher.<key>``):
+
+* ``poll_interval_s`` (default 1 s): the driver looks for the jobs' result files that often (a
+  file check, no SLURM call) and asks SLURM at most that often (one ``sacct`` for all the
+  launch's jobs) whether a job ended without writing one. Stock submitit also checks the files
+  every second, but spaces its ``sacct`` calls out to every 10 minutes in a long sweep, so a
+  job killed outright went unnoticed for up to 10 minutes. ``null``: submitit's own waiting.
+* ``result_grace_s`` (default 15 s, submitit's): how long a job that SLURM reports ended may
+  take for its result file to appear before it counts as dead: a shared filesystem can show
+  the file late. ``local_debug`` (one machine, local disk) sets 1 s.
+
 Everything else (parameters, submission, requeue through ``checkpoint()``) is the plugin's own.
 ``hydra/launcher=submitit_slurm`` / ``submitit_local`` and every profile built on them
 (conf/hydra/launcher/*.yaml) select these classes: see config.py beside this file.
@@ -17,6 +28,8 @@ Everything else (parameters, submission, requeue through ``checkpoint()``) is th
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,13 +37,38 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
+from hydra_plugins.mixerlab_submitit_launcher.config import POLL_INTERVAL_S, RESULT_GRACE_S
+
 log = logging.getLogger(__name__)
 
 
+def _seconds(key: str, value: Any, default: float, valid: str, allow_zero: bool,
+             allow_null: bool) -> float | None:
+    """A launcher setting in seconds, or one error naming it and what is valid."""
+    if value is None and allow_null:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and (value > 0 or (allow_zero and value == 0)):
+        return float(value)
+    raise ValueError(f"hydra.launcher.{key}={value!r} is invalid; valid: {valid} "
+                     f"(default {default})")
+
+
 class _EveryJobLauncher(BaseSubmititLauncher):
+    def __init__(self, poll_interval_s: float | None = POLL_INTERVAL_S,
+                 result_grace_s: float = RESULT_GRACE_S, **params: Any) -> None:
+        # ours, not submitit's: kept out of the parameters the plugin hands to the executor
+        self.poll_interval_s = _seconds(
+            "poll_interval_s", poll_interval_s, POLL_INTERVAL_S, allow_zero=False,
+            allow_null=True, valid="a number of seconds > 0, or null for submitit's own waiting")
+        self.result_grace_s = _seconds("result_grace_s", result_grace_s, RESULT_GRACE_S,
+                                       allow_zero=True, allow_null=False,
+                                       valid="a number of seconds >= 0")
+        super().__init__(**params)
+
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        with _dead_jobs_return_their_error():
+        with _dead_jobs_return_their_error(self.poll_interval_s, self.result_grace_s):
             returns = super().launch(job_overrides, initial_job_idx)
         for idx, (overrides, ret) in enumerate(zip(job_overrides, returns, strict=True)):
             if isinstance(ret, _JobDied):
@@ -41,9 +79,11 @@ class _EveryJobLauncher(BaseSubmititLauncher):
 
 
 @contextmanager
-def _dead_jobs_return_their_error() -> Iterator[None]:
+def _dead_jobs_return_their_error(poll_interval_s: float | None = POLL_INTERVAL_S,
+                                  result_grace_s: float = RESULT_GRACE_S) -> Iterator[None]:
     """While the stock ``launch`` runs, the executor it builds hands back jobs whose
-    ``results()`` gives ``[_JobDied]`` for a job that ended without a result.
+    ``results()`` waits for them, looking every ``poll_interval_s``, and gives ``[_JobDied]``
+    for a job that ended without a result.
 
     The plugin offers no hook between submitting the jobs and collecting their results, and
     copying its ``launch`` to change its last line copies everything else with it. Its
@@ -52,30 +92,52 @@ def _dead_jobs_return_their_error() -> Iterator[None]:
     original is restored afterwards. Launches run one at a time in the sweep driver's main
     thread. tests/test_private_api_pins.py fails if the plugin stops building its executor or
     collecting its results this way.
+
+    SLURM jobs ask one watcher, shared by the class (``SlurmJob.watcher``), whether they ended:
+    it runs one ``sacct`` for every registered job, at most every ``delay_s`` (600 s stock).
+    For the launch the class gets a watcher of its own with ``delay_s=poll_interval_s`` (None:
+    submitit's own waiting and watcher), and every job the grace ``result_grace_s`` (submitit's
+    class attribute ``Job._results_timeout_s``); both are given back afterwards.
+    tests/test_launcher_poll.py pins what this relies on in submitit.
     """
     import submitit  # lazily, as the plugin: plugin discovery imports this module
+    from submitit.slurm.slurm import SlurmInfoWatcher
 
-    stock = submitit.AutoExecutor
+    stock, stock_watcher = submitit.AutoExecutor, submitit.SlurmJob.watcher
+    stock_grace = submitit.Job._results_timeout_s
 
     class EveryJobExecutor(stock):
         def map_array(self, fn: Any, *iterable: Any) -> list[_ResultOrDeath]:
-            return [_ResultOrDeath(job) for job in super().map_array(fn, *iterable)]
+            return [_ResultOrDeath(job, poll_interval_s)
+                    for job in super().map_array(fn, *iterable)]
 
     submitit.AutoExecutor = EveryJobExecutor
+    if poll_interval_s is not None:
+        submitit.SlurmJob.watcher = SlurmInfoWatcher(delay_s=poll_interval_s)
+    submitit.Job._results_timeout_s = result_grace_s
     try:
         yield
     finally:
         submitit.AutoExecutor = stock
+        submitit.SlurmJob.watcher = stock_watcher
+        submitit.Job._results_timeout_s = stock_grace
 
 
 class _ResultOrDeath:
-    """A submitted job whose ``results()`` returns ``[_JobDied]`` instead of raising."""
+    """A submitted job whose ``results()`` waits for it, checking every ``poll_interval_s``
+    (None: submitit's own wait), and returns ``[_JobDied]`` instead of raising."""
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: Any, poll_interval_s: float | None = POLL_INTERVAL_S) -> None:
         self.job = job
+        self.poll_interval_s = poll_interval_s
 
     def results(self) -> list[Any]:
         try:
+            if self.poll_interval_s is None:
+                return self.job.results()
+            while not self.job.done():
+                time.sleep(self.poll_interval_s)
+            log.debug("job %s done", self.job.job_id)  # benchmarks/sweep_tail.py reads this
             return self.job.results()
         except Exception as err:  # noqa: BLE001 - the job died; the others still count
             return [_JobDied(self.job.job_id, err)]
