@@ -138,8 +138,10 @@ def test_crashing_trials_fail_with_reason_and_failure_rate_applies(tmp_path: Pat
 
 def test_nan_result_fails_the_trial_and_the_sweep_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "nan"
-    sweep(out, *SPACE, "hydra.sweeper.n_trials=4", "return_nan=true",
-          "hydra.sweeper.max_failure_rate=1.0")
+    proc = sweep(out, *SPACE, "hydra.sweeper.n_trials=4", "return_nan=true",
+                 "hydra.sweeper.max_failure_rate=1.0", check=False)
+    # every trial ran; with no trial completed the sweep then fails (issue 14)
+    assert proc.returncode != 0 and "all 4 trials failed" in proc.stderr
     study = load(out)
     assert states(study) == ["FAIL"] * 4
     assert all("nan" in t.user_attrs["fail_reason"] for t in study.trials)
@@ -240,7 +242,7 @@ def test_sigterm_fails_and_requeues_the_running_batch(tmp_path: Path) -> None:
         ("p=tag(log,interval(0,1))", "0 < low"),
         ("p=tag(log,interval(-1,1))", "0 < low"),
         ("p=range(3,1)", "is empty"),
-        ("p=range(1,1)", "is empty"),
+        ("p=range(1,3,-1)", "is empty"),
         ("p=choice()", "empty choice"),
         ("p=glob(*)", "does not support"),
     ],
@@ -262,8 +264,9 @@ def test_search_space_grammar() -> None:
     assert space.fixed == {"g": "3", "a": "0.5"}
     assert (dists["b"].low, dists["b"].high) == (1, 10)
     assert dists["c"].log and math.isclose(dists["c"].low, 1e-4)
-    assert (dists["d"].low, dists["d"].high, dists["d"].step) == (1, 4, 1)  # stop excluded
-    assert (dists["e"].low, dists["e"].high, dists["e"].step) == (0.0, 0.75, 0.25)
+    # stop included, as in the stock plugin (issue 14)
+    assert (dists["d"].low, dists["d"].high, dists["d"].step) == (1, 5, 1)
+    assert (dists["e"].low, dists["e"].high, dists["e"].step) == (0.0, 1.0, 0.25)
     assert space.override_for("f", "y z") == "f=y\\ z"
     assert space.override_for("f", "[1,2]") == "f=[1,2]"  # a list choice stays a list
 

@@ -1,8 +1,12 @@
 """The end of a sweep: best parameters (or Pareto front) logged, results and trials saved.
 
-``<sweep dir>/optimization_results.yaml`` keeps the stock plugin's ``name``/``best_params``/
-``best_value`` keys (``pareto_front`` for several objectives) and adds the study's identity
-and the number of trials per state; ``<sweep dir>/trials.csv`` is ``study.trials_dataframe()``.
+``<sweep dir>/optimization_results.yaml`` has the stock plugin's keys with their meaning:
+``name: optuna``, then ``best_params`` (the best trial's searched params, as Optuna returns
+them) and ``best_value`` for one objective, or ``solutions`` (the Pareto front, each
+``{params, values}``) for several. Extras: the study's identity and directions,
+``best_trial`` (its number), ``fixed_params`` (the fixed overrides, as text), ``pareto_front``
+(the solutions with their trial numbers and fixed params) and the number of trials per state.
+``<sweep dir>/trials.csv`` is ``study.trials_dataframe()``.
 Both pass through ``tracking.secrets.redact``: the storage URL never carries a password
 (tracking/optuna_storage.py), nor does any URL among the trials' params and attrs.
 """
@@ -40,13 +44,17 @@ def study_summary(study: optuna.Study, storage_url: str, overhead_ms: float | No
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if len(study.directions) == 1:
         best = study.best_trial if complete else None
-        summary["best_trial"] = best.number if best else None
-        summary["best_params"] = _all_params(best) if best else {}
+        summary["best_params"] = dict(best.params) if best else {}
         summary["best_value"] = best.value if best else None
+        summary["best_trial"] = best.number if best else None
+        summary["fixed_params"] = _fixed_params(best) if best else {}
     else:
+        front = study.best_trials if complete else []
+        summary["solutions"] = [{"params": dict(t.params), "values": list(t.values)}
+                                for t in front]
         summary["pareto_front"] = [
             {"number": t.number, "values": list(t.values), "params": _all_params(t)}
-            for t in (study.best_trials if complete else [])
+            for t in front
         ]
     summary["n_trials"] = count_states(trials)
     if overhead_ms is not None:
@@ -54,10 +62,14 @@ def study_summary(study: optuna.Study, storage_url: str, overhead_ms: float | No
     return summary
 
 
+def _fixed_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The fixed overrides recorded on the trial (as user attrs)."""
+    return {k: v for k, v in trial.user_attrs.items() if k not in BOOKKEEPING_ATTRS}
+
+
 def _all_params(trial: FrozenTrial) -> dict[str, Any]:
-    """Sampled params plus the fixed overrides recorded on the trial (as user attrs)."""
-    fixed = {k: v for k, v in trial.user_attrs.items() if k not in BOOKKEEPING_ATTRS}
-    return {**trial.params, **fixed}
+    """Sampled params plus the fixed overrides recorded on the trial."""
+    return {**trial.params, **_fixed_params(trial)}
 
 
 def write_results(study: optuna.Study, summary: dict, sweep_dir: str) -> list[Path]:
@@ -75,7 +87,7 @@ def log_summary(summary: dict) -> None:
     """Best params and value, or the Pareto front, on the console."""
     log.info("Optuna study '%s': trials by state %s", summary["study_name"],
              {k: v for k, v in summary["n_trials"].items() if v})
-    if "pareto_front" in summary:
+    if "solutions" in summary:
         log.info("Pareto front (%d trials, directions %s):", len(summary["pareto_front"]),
                  summary["directions"])
         for trial in summary["pareto_front"]:

@@ -1,15 +1,18 @@
 """The search space: Hydra sweep overrides turned into validated Optuna distributions.
 
-Grammar (same as the stock hydra-optuna-sweeper, with two deliberate differences marked *):
+Grammar (same as the stock hydra-optuna-sweeper, with one deliberate difference marked *):
 
 * ``interval(a,b)`` -> ``FloatDistribution(a, b)``; ``tag(log, interval(a,b))`` -> log scale.
 * ``int(interval(a,b))`` -> ``IntDistribution(a, b)`` (both ends inclusive, as in Optuna).
-* ``range(a,b[,step])`` -> the values Hydra's own sweepers would try, i.e. ``b`` is excluded
-  (*stock includes it): ``IntDistribution(first, last, step)``, or ``FloatDistribution`` with
-  ``step`` when an end or the step is a float. ``shuffle(range(...))`` -> categorical.
+* ``range(a,b[,step])`` -> ``IntDistribution(a, b, step)``: as in the stock plugin (and unlike
+  Python's ``range`` or Hydra's basic sweeper) ``b`` is included when ``a + k*step`` reaches it,
+  so ``range(1,3)`` searches 1, 2, 3; ``FloatDistribution`` with ``step`` when an end or the
+  step is a float. A negative step counts down from ``a`` to ``b`` (the same set of values).
+  ``shuffle(range(...))`` -> categorical.
 * ``choice(a,b,...)`` / ``a,b,...`` -> ``CategoricalDistribution``; lists, dicts and null are
   allowed as choices (*stock rejects them): Optuna stores them as their override text.
-* any non-sweep override is a fixed value passed to every job unchanged.
+* any non-sweep override is a fixed value passed to every job unchanged; ``~key`` (or
+  ``~key=value``) deletes ``key`` from every job's config and removes it from the search space.
 
 Everything is checked before a study is touched or a job launched: an empty or reversed
 interval or range, a log scale with a bound <= 0 or an unsupported sweep raises
@@ -58,6 +61,8 @@ class SearchSpace:
     fixed_lines: dict[str, str] = field(default_factory=dict)
     # categorical key -> {Optuna choice -> override text}, for choices that are not plain text
     choice_text: dict[str, dict[Any, str]] = field(default_factory=dict)
+    # key -> the deletion line (``~key`` or ``~key=value``): every job deletes the key
+    deletions: dict[str, str] = field(default_factory=dict)
 
     def override_for(self, key: str, value: Any) -> str:
         """The override line ``key=value`` for a sampled value, in Hydra's grammar."""
@@ -87,7 +92,8 @@ def build_search_space(overrides: list[str]) -> SearchSpace:
     """Parse and validate ``overrides`` (``params`` first, then the command line).
 
     A key defined twice keeps its last definition, so a command-line override replaces the
-    ``params`` entry of the same key, and a fixed value removes the key from the search space.
+    ``params`` entry of the same key, and a fixed value or a deletion (``~key``) removes the key
+    from the search space.
     """
     parser = OverridesParser.create()
     space = SearchSpace()
@@ -100,10 +106,16 @@ def build_search_space(overrides: list[str]) -> SearchSpace:
                 f"search space parameter '{key}': cannot parse '{line}': {err}"
             ) from err
         key = override.get_key_element()
+        if override.is_delete():
+            key = key.lstrip("~")
         space.distributions.pop(key, None)
         space.fixed.pop(key, None)
         space.fixed_lines.pop(key, None)
         space.choice_text.pop(key, None)
+        space.deletions.pop(key, None)
+        if override.is_delete():
+            space.deletions[key] = line
+            continue
         if not override.is_sweep_override():
             value = override.get_value_string() if override.value_type is not None else ""
             space.fixed[key] = value
@@ -154,23 +166,23 @@ def _range(key: str, line: str, value: RangeSweep) -> BaseDistribution:
             f"search space parameter '{key}': '{line}' has step={step}; "
             "range(start, stop[, step]) needs finite bounds and a non-zero step"
         )
-    # the values Hydra's basic sweeper would try: start, start+step, ... excluding stop
-    n = max(0, math.ceil((stop - start) / step - 1e-9))
-    if n == 0:
+    # the stock plugin's values: start, start+step, ... up to and including stop
+    n = math.floor((stop - start) / step + 1e-9) + 1
+    if n <= 0:
         raise SearchSpaceError(
-            f"search space parameter '{key}': '{line}' is empty (stop is excluded, as in "
-            "Python's range); range(start, stop, step) needs start < stop for step > 0 "
-            "or start > stop for step < 0"
+            f"search space parameter '{key}': '{line}' is empty; range(start, stop, step) "
+            "needs start <= stop for step > 0 or start >= stop for step < 0 (stop is included)"
         )
     ends = (start, start + (n - 1) * step)
     low, high, step = min(ends), max(ends), abs(step)
     if all(isinstance(v, int) for v in (start, stop, step)):
-        if low == high:  # a single value: IntDistribution needs low <= high, which holds
+        if low == high:  # a single value
             return IntDistribution(int(low), int(high))
         return IntDistribution(int(low), int(high), step=int(step))
+    low, high = round(float(low), 12), round(float(high), 12)  # 0.1 * 3 -> 0.3
     if low == high:
-        return FloatDistribution(float(low), float(high))
-    return FloatDistribution(float(low), float(high), step=float(step))
+        return FloatDistribution(low, high)
+    return FloatDistribution(low, high, step=float(step))
 
 
 def _categorical(key: str, line: str, override: Override, space: SearchSpace) -> Any:

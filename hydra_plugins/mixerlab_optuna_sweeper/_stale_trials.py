@@ -5,8 +5,11 @@ still RUNNING when a sweep starts belongs to a driver that was killed (SIGKILL, 
 unless that driver is a live process on this host (several drivers may share one study). Such
 a trial is marked FAIL with ``fail_reason: driver interrupted`` and its parameters are enqueued
 again, so the next batch reruns it. The same happens to the running batch when the driver
-itself is interrupted (SIGINT/SIGTERM). Trials of live drivers on other hosts cannot be told
-apart from dead ones: run concurrent drivers of one study on one host, or on separate studies.
+itself is interrupted (SIGINT/SIGTERM). A driver error (an exception, not an interruption)
+fails its batch with ``fail_reason: driver error: ...`` and enqueues nothing: a rerun would
+meet the same error, and no WAITING trial is left behind. Trials of live drivers on other
+hosts cannot be told apart from dead ones: run concurrent drivers of one study on one host, or
+on separate studies.
 Each driver needs its own ``hydra.sweep.dir`` (one driver per sweep dir: sweep/dir_lock.py),
 sharing the study through ``hydra.sweeper.storage=journal:///path/study.log``.
 """
@@ -24,6 +27,8 @@ from ._trial_outcome import FAIL_REASON, TrialStore
 
 DRIVER = "driver"
 DRIVER_INTERRUPTED = "driver interrupted"
+# prefix of the fail reason of a trial whose driver raised before its job could run
+DRIVER_ERROR = "driver error: "
 REQUEUED_FROM = "requeued_from"
 BOOKKEEPING_ATTRS = {FAIL_REASON, REQUEUED_FROM}
 
@@ -66,6 +71,20 @@ def requeue_unfinished(study: optuna.Study, store: TrialStore, numbers: list[int
     return requeued
 
 
+def fail_unfinished(study: optuna.Study, store: TrialStore, numbers: list[int],
+                    error: BaseException) -> list[int]:
+    """On a driver error: fail those of ``numbers`` still RUNNING, without re-enqueueing them
+    (the same error would meet the rerun)."""
+    reason = f"{DRIVER_ERROR}{type(error).__name__}: {error}"
+    failed = []
+    for number in numbers:
+        if store.get(number).state == TrialState.RUNNING:
+            store.set_fail_reason(number, reason)
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            failed.append(number)
+    return failed
+
+
 def requeue(study: optuna.Study, store: TrialStore, trial: FrozenTrial) -> None:
     """Mark ``trial`` FAIL (driver interrupted) and enqueue a copy of its parameters."""
     store.set_fail_reason(trial.number, DRIVER_INTERRUPTED)
@@ -76,10 +95,11 @@ def requeue(study: optuna.Study, store: TrialStore, trial: FrozenTrial) -> None:
     study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
 
 
-def is_requeued_failure(trial: FrozenTrial) -> bool:
-    """A FAIL caused by the driver, whose parameters were enqueued again."""
-    return trial.state == TrialState.FAIL and trial.system_attrs.get(FAIL_REASON) == \
-        DRIVER_INTERRUPTED
+def is_driver_failure(trial: FrozenTrial) -> bool:
+    """A FAIL caused by the driver (interrupted or broken), not by its parameters."""
+    reason = str(trial.system_attrs.get(FAIL_REASON, ""))
+    return trial.state == TrialState.FAIL and (
+        reason == DRIVER_INTERRUPTED or reason.startswith(DRIVER_ERROR))
 
 
 def _driver_alive(driver: str | None) -> bool:

@@ -5,12 +5,19 @@ One batch is ``n_jobs`` trials asked together and launched with one ``launcher.l
 numbers and a resumed study never overwrites earlier ones). Batches repeat until the study
 holds ``n_trials`` counted trials, so rerunning a command resumes it.
 
-The budget: ``n_trials`` is the study's total target, not a per-run increment. A trial counts
-once it has a verdict about its parameters: COMPLETE, PRUNED, or FAIL caused by the job
-(exception, NaN, bad return value). A FAIL with ``fail_reason: driver interrupted`` does not
-count, because its parameters were enqueued again and the rerun counts instead. The sweep
-stops with ``TooManyFailedTrials`` once the fraction of counted trials that FAILed exceeds
-``max_failure_rate``.
+The budget: ``n_trials`` is the study's total target, not a per-run increment (the driver
+logs ``study has N trials, n_trials M, launching K`` when it starts). A trial counts once it
+has a verdict about its parameters: COMPLETE, PRUNED, or FAIL caused by the job (exception,
+NaN, bad return value). A FAIL with ``fail_reason: driver interrupted`` does not count (its
+parameters were enqueued again and the rerun counts instead), nor does one with
+``fail_reason: driver error: ...`` (the driver broke before its job could run).
+
+Failures: the sweep stops with ``TooManyFailedTrials`` (a non-zero exit, naming the study's
+first failure) once the fraction of counted trials that FAILed exceeds ``max_failure_rate``,
+checked after each batch over the whole study (the stock plugin checks each batch alone,
+which makes the same setting mean different things for different ``n_jobs`` and forgets the
+failures of earlier batches and runs). A sweep whose every counted trial FAILed ends the
+same way even with ``max_failure_rate=1.0``: there is no result to report.
 
 SIGTERM (a scheduler's time limit, ``kill``) is handled like Ctrl-C while the study runs:
 Python's default would end the process at once, and the driver must first fail and
@@ -48,14 +55,16 @@ from tracking.optuna_storage import open_storage, resolve_storage_url
 
 from ._job_overrides import identity_overrides, trial_overrides
 from ._results_report import log_summary, study_summary, write_results
+from ._sampler_check import check_sampler
 from ._search_space import SearchSpace, SearchSpaceError, build_search_space
 from ._stale_trials import (
     claim_trial,
-    is_requeued_failure,
+    fail_unfinished,
+    is_driver_failure,
     recover_stale_trials,
     requeue_unfinished,
 )
-from ._trial_outcome import TrialOutcome, TrialStore, outcome_of, tell_outcome
+from ._trial_outcome import FAIL_REASON, TrialOutcome, TrialStore, outcome_of, tell_outcome
 from .optuna_sweeper import OptunaSweeper, SweeperSettingError
 
 log = logging.getLogger(__name__)
@@ -78,7 +87,7 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 def counted_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that use up the ``n_trials`` budget."""
-    return [t for t in trials if t.state in _FINISHED and not is_requeued_failure(t)]
+    return [t for t in trials if t.state in _FINISHED and not is_driver_failure(t)]
 
 
 def failure_rate(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
@@ -130,6 +139,9 @@ class OptunaSweep:
         self.n_launched = 0
         # a task config without the `optuna` node still composes if the keys are force-added
         self.force_add_identity = not isinstance(self.config.get("optuna"), DictConfig)
+        # the user's exclude_keys, kept when the identity keys are added to them
+        self.exclude_keys = [str(k) for k in OmegaConf.select(
+            self.config, "hydra.job.config.override_dirname.exclude_keys", default=None) or []]
 
     def run(self, arguments: list[str]) -> None:
         setup_start = time.perf_counter()
@@ -137,6 +149,7 @@ class OptunaSweep:
         space = build_search_space(_params_lines(self.settings.params) + arguments)
         extender = (get_method(self.settings.custom_search_space)
                     if self.settings.custom_search_space else None)
+        check_sampler(self.settings.sampler)
         sampler = _make_sampler(self.settings.sampler, space)
         n_trials = self.settings.n_trials
         if isinstance(sampler, optuna.samplers.GridSampler):
@@ -169,14 +182,16 @@ class OptunaSweep:
         with sigterm_raises(_raise_terminated):
             recover_stale_trials(study, self.store)
             setup_ms = (time.perf_counter() - setup_start) * 1e3
-            log.info("Optuna study '%s' in %s: %d of %d trials done; sampler %s, pruner %s, "
-                     "directions %s", study_name, self.storage_url,
-                     len(counted_trials(study.get_trials(deepcopy=False))), n_trials,
+            n_done = len(counted_trials(study.get_trials(deepcopy=False)))
+            log.info("Optuna: study has %d trials, n_trials %d, launching %d (n_trials is the "
+                     "study's total; study '%s' in %s, sampler %s, pruner %s, directions %s)",
+                     n_done, n_trials, max(0, n_trials - n_done), study_name, self.storage_url,
                      type(sampler).__name__, type(pruner).__name__ if pruner else None,
                      self.settings.directions)
             succeeded = False
             try:
                 self._run_batches(n_trials)
+                self._check_some_trial_succeeded()
                 succeeded = True
                 self._fail_orphaned_runs()
             except TooManyFailedTrials:
@@ -218,12 +233,20 @@ class OptunaSweep:
             with self.clock.sweeper():
                 for trial, outcome in zip(trials, outcomes, strict=True):
                     self._tell(trial, outcome)
-        except BaseException:
-            # interrupted (SIGINT/SIGTERM) or broken: never leave trials RUNNING
+        except KeyboardInterrupt:
+            # interrupted (SIGINT/SIGTERM): the batch reruns when the command is run again
             requeued = requeue_unfinished(self.study, self.store, [t.number for t in trials])
             if requeued:
                 log.warning("Optuna: trials %s of the running batch marked FAIL (driver "
                             "interrupted) and re-enqueued", requeued)
+            raise
+        except Exception as err:
+            # broken (a bad config, a sampler error): rerunning would break again, so the
+            # batch is failed, not re-enqueued; no trial is left RUNNING or WAITING
+            failed = fail_unfinished(self.study, self.store, [t.number for t in trials], err)
+            if failed:
+                log.warning("Optuna: trials %s of the running batch marked FAIL (driver "
+                            "error)", failed)
             raise
         if any(o.state == TrialState.FAIL for o in outcomes):
             self._check_failure_rate(outcomes)
@@ -243,7 +266,7 @@ class OptunaSweep:
         for key, value in extra.items():
             trial.set_user_attr(key, _json_safe(value))
         identity = identity_overrides(self.storage_url, self.study.study_name, trial.number,
-                                      self.force_add_identity)
+                                      self.force_add_identity, self.exclude_keys)
         return trial_overrides(self.space, trial.params, extra, identity)
 
     def _launch(self, trials: list[optuna.Trial], overrides: list[list[str]]) \
@@ -284,13 +307,29 @@ class OptunaSweep:
         failed, counted = failure_rate(self.study.get_trials(deepcopy=False))
         rate = self.settings.max_failure_rate
         if counted and failed / counted > rate:
-            last = next(o.reason for o in reversed(outcomes) if o.state == TrialState.FAIL)
             raise TooManyFailedTrials(
                 f"Optuna sweep stopped: {failed} of {counted} trials failed "
                 f"({failed / counted:.0%}), more than hydra.sweeper.max_failure_rate={rate}. "
-                f"Last failure: {last}. See fail_reason in {self.sweep_dir}/trials.csv; "
-                "raise max_failure_rate to tolerate failures."
+                f"First failure: {self._first_failure(outcomes)}. See fail_reason in "
+                f"{self.sweep_dir}/trials.csv; raise max_failure_rate to tolerate failures."
             )
+
+    def _check_some_trial_succeeded(self) -> None:
+        """Every counted trial FAILed (possible with max_failure_rate=1.0): an error."""
+        counted = counted_trials(self.study.get_trials(deepcopy=False))
+        if counted and all(t.state == TrialState.FAIL for t in counted):
+            raise TooManyFailedTrials(
+                f"Optuna sweep failed: all {len(counted)} trials failed, no result. First "
+                f"failure: {self._first_failure([])}. See fail_reason in "
+                f"{self.sweep_dir}/trials.csv.")
+
+    def _first_failure(self, outcomes: list[TrialOutcome]) -> str:
+        """The fail reason of the study's first counted FAIL trial (else of ``outcomes``)."""
+        for trial in counted_trials(self.study.get_trials(deepcopy=False)):
+            if trial.state == TrialState.FAIL:
+                return str(trial.user_attrs.get(FAIL_REASON, "unknown"))
+        return next((o.reason or "unknown" for o in outcomes if o.state == TrialState.FAIL),
+                    "unknown")
 
     def _report(self, setup_ms: float, raise_errors: bool) -> None:
         """Results files, console summary, MLflow parent run, overhead; after any exit."""
@@ -338,7 +377,7 @@ def _make_sampler(
     kwargs: dict[str, Any] = {}
     if seed_offset and cfg.get("seed") is not None:
         kwargs["seed"] = int(cfg.seed) + seed_offset
-    if _targets_grid_sampler(cfg) and "search_space" not in cfg:
+    if _targets_grid_sampler(cfg) and cfg.get("search_space") is None:
         kwargs["search_space"] = space.grid()
     return instantiate(cfg, **kwargs, _convert_="all")
 

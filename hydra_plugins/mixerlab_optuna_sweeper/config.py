@@ -1,7 +1,10 @@
 """Structured configs: ``hydra/sweeper=optuna`` and its sampler and pruner groups.
 
-The keys match the stock hydra-optuna-sweeper 1.3 (sampler, direction, storage, study_name,
-n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus ``pruner``. Differences:
+The keys match the stock hydra-optuna-sweeper (sampler, direction, storage, study_name,
+n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus ``pruner`` and
+``allow_direction_mismatch``; each sampler config has the installed Optuna sampler's keywords
+and defaults (a superset of the stock configs' keys). Differences (README.md, "Migrating
+from hydra-optuna-sweeper"):
 
 * ``storage: null`` is a persistent journal file ``<sweep dir>/optuna_journal.log`` (not an
   in-memory study) and ``journal://<path>`` names any journal file; other strings are Optuna
@@ -33,15 +36,33 @@ class SamplerConfig:
     seed: int | None = None
 
 
+# Each sampler config holds every keyword of the installed Optuna sampler's constructor, with
+# its default (tests/test_optuna_stock_compat.py compares them with inspect.signature): the
+# stock plugin's keys, plus the newer ones. Callables and objects (constraints_func, gamma,
+# independent_sampler, ...) are null or a node instantiated with the sampler
+# ({_target_: ..., _partial_: true} for a function).
+
+
 @dataclass
 class TPESamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.TPESampler"
+    # null: Optuna's own default (these four are deprecated since Optuna 4.9)
+    consider_prior: bool | None = None
+    prior_weight: float | None = None
+    consider_magic_clip: bool | None = None
+    consider_endpoints: bool | None = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
+    gamma: Any = None
+    weights: Any = None
+    # null: multivariate TPE (Optuna 5's default; stock, on Optuna 4: false)
     multivariate: bool | None = None
     group: bool = False
-    # Optuna 5's default: pending trials of a batch count as bad, so a batch spreads out
+    warn_independent_sampling: bool | None = None
+    # Optuna 5's default (stock, on Optuna 4: false): pending trials of a batch count as bad,
+    # so the n_jobs trials of a batch spread out
     constant_liar: bool = True
+    constraints_func: Any = None
 
 
 @dataclass
@@ -54,26 +75,44 @@ class GridSamplerConfig(SamplerConfig):
     """The grid is the search space (choice/range params); n_trials is capped at its size."""
 
     _target_: str = "optuna.samplers.GridSampler"
+    # null: the search space's values (the sweeper fills it in)
+    search_space: Any = None
 
 
 @dataclass
 class CmaEsSamplerConfig(SamplerConfig):
+    """Needs the ``cmaes`` package (``pip install cmaes``; checked before any trial)."""
+
     _target_: str = "optuna.samplers.CmaEsSampler"
-    n_startup_trials: int = 1
+    x0: Any = None
     sigma0: float | None = None
+    n_startup_trials: int = 1
+    independent_sampler: Any = None
+    warn_independent_sampling: bool = True
+    consider_pruned_trials: bool = False
+    # deprecated since Optuna 4.4 and ignored (moved to OptunaHub)
+    restart_strategy: str | None = None
+    popsize: int | None = None
+    inc_popsize: int = -1
     use_separable_cma: bool = False
     with_margin: bool = False
     lr_adapt: bool = False
-    consider_pruned_trials: bool = False
+    source_trials: Any = None
 
 
 @dataclass
 class NSGAIISamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.NSGAIISampler"
     population_size: int = 50
+    mutation: Any = None
     mutation_prob: float | None = None
+    crossover: Any = None
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
+    constraints_func: Any = None
+    elite_population_selection_strategy: Any = None
+    child_generation_strategy: Any = None
+    after_trial_strategy: Any = None
 
 
 @dataclass
@@ -81,13 +120,26 @@ class QMCSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.QMCSampler"
     qmc_type: str = "sobol"
     scramble: bool = False
+    independent_sampler: Any = None
+    warn_asynchronous_seeding: bool = True
+    warn_independent_sampling: bool = True
 
 
 @dataclass
 class GPSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.GPSampler"
+    independent_sampler: Any = None
     n_startup_trials: int = 10
     deterministic_objective: bool = False
+    constraints_func: Any = None
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class MOTPESamplerConfig(SamplerConfig):
+    """Removed in Optuna 4: kept so that ``sampler=motpe`` fails with what to use instead."""
+
+    _target_: str = "optuna.samplers.MOTPESampler"
 
 
 @dataclass
@@ -175,6 +227,7 @@ for _name, _node in {
     "nsgaii": NSGAIISamplerConfig,
     "qmc": QMCSamplerConfig,
     "gp": GPSamplerConfig,
+    "motpe": MOTPESamplerConfig,
 }.items():
     _STORE.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider=PROVIDER)
 for _name, _node in {
