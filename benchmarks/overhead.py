@@ -68,7 +68,7 @@ def main() -> None:
         print(f"{r.run_name:28} {total:7.1f} {total - over:9.1f} {over:10.1f} "
               f"{100 * over / total:7.1f}%")
     print(f"overhead per job: max {100 * max(fractions):.1f}%, "
-          f"mean {100 * sum(fractions) / len(fractions):.1f}% (target <= 10%)")
+          f"mean {100 * sum(fractions) / len(fractions):.1f}% (target <= 3%)")
 
 
 if __name__ == "__main__":

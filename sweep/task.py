@@ -65,17 +65,21 @@ def run_task(cfg: DictConfig) -> float | list[float]:
 
 def _run_task(cfg: DictConfig, owned: ExitStack) -> float | list[float]:
     t_start = time.perf_counter()
+    # debug milestones (hydra.verbose=sweep): benchmarks/job_start.py times a job's start by them
+    log.debug("task started")
     check_config(cfg)
     # Build (and so validate) everything before a tracking run exists.
     model = build_model(cfg)
     trainer_cfg = build_trainer_config(cfg)
     data, augment = build_data(cfg, trainer_cfg.label_smoothing)
+    log.debug("config checked, model and data built")
     # data-parallel: join the job's processes; only rank 0 tracks, and all use its output dir
     dist_env = init_distributed(resolve_device(trainer_cfg.device), trainer_cfg.dist_timeout_s,
                                 trainer_cfg.devices)
     out_dir = Path(dist_env.broadcast(str(HydraConfig.get().runtime.output_dir)))
     _own_dir(out_dir, dist_env, owned)  # before the checkpoint is read
     tracker = build_tracker(cfg) if dist_env.is_main else NullTracker()
+    log.debug("tracker opened")
     reporter = epoch_reporter(cfg)  # None in a grid job, which so never imports optuna
     callbacks = [] if reporter is None else [
         lambda epoch, metrics: reporter.report(metrics[str(cfg.objective)], epoch)]
@@ -83,7 +87,9 @@ def _run_task(cfg: DictConfig, owned: ExitStack) -> float | list[float]:
                       fingerprint=fingerprint(cfg), fingerprint_config=training_config(cfg),
                       callbacks=callbacks, dist=dist_env)
 
+    log.debug("trainer built")
     _start_run(tracker, cfg, trainer, out_dir)
+    log.debug("tracking run started")
     status, tags, stopped = "FAILED", {}, None
     try:
         final = trainer.fit()

@@ -132,3 +132,16 @@ def test_the_checker_sees_forbidden_and_lazy_imports() -> None:
         "analysis/x.py:2 imports sweep.mlflow_parent (allowed: tracking, models)"]
     # benchmarks may import anything
     assert forbidden_edges("from sweep.task import run_task\n", Path("benchmarks/x.py")) == []
+
+
+def test_the_job_and_its_config_check_import_no_mlflow_before_tracking_starts() -> None:
+    """MLflow (about 2 s to import) loads only when a job opens its tracker: a job with
+    tracking disabled, and every config check, never pay for it (issue 17, job start)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import sweep.task, sweep.validate, sweep.run; "
+            "print('mlflow' in sys.modules, 'optuna' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["False", "False"], out

@@ -23,13 +23,15 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, with_retries
 from tracking.secrets import create_private, credentialed, stash_credentials
 from tracking.uri import SQLITE_PREFIX, check_tracking_uri, sqlite_path
+
+if TYPE_CHECKING:  # MLflow itself is imported when a client is created (``_create``): a job
+    # without tracking, or one that only checks its config, never pays its ~2 s import
+    from mlflow.tracking import MlflowClient
 
 T = TypeVar("T")
 ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite database: <db folder>/mlartifacts/<experiment>
@@ -88,6 +90,8 @@ def _create(uri: str) -> MlflowClient:
     For ``sqlite:///`` URIs the creation is serialised across processes with an exclusive
     ``flock`` on the database's folder, so the first job creates the schema and the others
     find it ready."""
+    from mlflow.tracking import MlflowClient
+
     db = sqlite_path(uri)
     if db is None:
         return MlflowClient(uri)

@@ -14,13 +14,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-
-from mlflow.entities import Metric, Param, Run, RunTag
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING
 
 from tracking.client import open_client
 from tracking.parent_run import PARENT_TAG
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
+
+# MLflow is imported by the methods that use it (after ``open_client`` has imported it), so
+# that importing this module (sweep/validate.py reads the constructor's keywords) costs no
+# MLflow import
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 MAX_PARAMS_PER_CALL = 100  # MLflow's limit per log_batch
 MAX_PARAM_LENGTH = 6000
@@ -73,6 +77,8 @@ class MlflowTracker:
         run = call("create run", lambda c: c.create_run(exp_id, run_name=run_name,
                                                         tags=run_tags))
         self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
         items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
             chunk = items[i:i + MAX_PARAMS_PER_CALL]
@@ -81,6 +87,8 @@ class MlflowTracker:
 
     def _run_to_reopen(self, run_id: str, expected: dict[str, str]) -> Run:
         """Run ``run_id`` if it is this job's to reopen (see the module doc), else RunMismatch."""
+        from mlflow.exceptions import MlflowException
+
         def fetch(c) -> tuple[Run | None, str | None]:
             try:
                 run = c.get_run(run_id)
@@ -108,6 +116,8 @@ class MlflowTracker:
         return run
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         self.client.call("log metrics", lambda c: c.log_batch(self.run_id, metrics=batch))
@@ -118,6 +128,8 @@ class MlflowTracker:
         return max((m.step for m in hist), default=None)
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
         batch = [RunTag(k, str(v)) for k, v in tags.items()]
         self.client.call("set tags", lambda c: c.log_batch(self.run_id, tags=batch))
 

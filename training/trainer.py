@@ -256,6 +256,8 @@ class Trainer:
             self.optimizer.step()
             self.step += 1
             n_steps += 1
+            if n_steps == 1:  # benchmarks/job_start.py: the job's time to its first step
+                log.debug("epoch %d: first step done", self.epoch + 1)
             loss_sum += loss.detach()
             reg_sum += reg.detach()
             # a host sync every few steps catches divergence early without stalling a GPU
