@@ -24,8 +24,8 @@ class CheckpointError(RuntimeError):
 
 def _load_error(err: BaseException) -> tuple[str | None, str]:
     """(the Python global a ``weights_only`` load refused, e.g. 'posix.system', or None; the
-    failure in one line). torch's own message is a paragraph that suggests loading the file
-    with ``weights_only=False``, which is exactly what must not happen to an unknown file."""
+    failure in one line). torch's own message is a paragraph that suggests turning the
+    weights-only check off, which is exactly what must not happen to an unknown file."""
     text = str(err)
     if "Weights only load failed" not in text:
         return None, f"{type(err).__name__}: {' '.join(text.split())}"
