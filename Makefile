@@ -50,7 +50,7 @@ results: setup
 # Everything, against the real services (local SLURM cluster, MLflow server, Chromium).
 test: setup
 	bash slurm/start_cluster.sh
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 # Unit tests only (no cluster, no browser).
 test-fast: venv
