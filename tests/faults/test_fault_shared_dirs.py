@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,22 @@ def assert_epochs(job_dir: Path, epochs: int = EPOCHS) -> None:
         list(range(1, epochs + 1))
 
 
+def second_while_first_runs(args: list[str], cwd: Path, what: str, ready: Callable[[], object]
+                            ) -> tuple[subprocess.Popen, Path, object, subprocess.CompletedProcess]:
+    """Start ``args`` in the background, wait until ``ready()`` is truthy (``what``), then run the
+    same command again to its end while the first still runs: (first, its log, what ``ready``
+    returned, the second). The first is killed if anything goes wrong meanwhile."""
+    first, log = start(args, cwd, "first")
+    try:
+        value = wait_for(what, ready, proc=first, log=log)
+        second = run_job(args, cwd, check=False, timeout=120)
+        assert first.poll() is None, "the first command ended before the second was refused"
+    except BaseException:
+        first.kill()
+        raise
+    return first, log, value, second
+
+
 def refusal(proc: subprocess.CompletedProcess) -> str:
     """The one line a refused command printed."""
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]  # a user error
@@ -81,16 +98,9 @@ def test_second_sweep_on_the_same_dir_is_refused_and_the_first_is_intact(tmp_pat
     uri, sweep = sqlite_uri(tmp_path), tmp_path / "sweep"
     args = ["-m", *SLOW_JOB, f"trainer.epochs={EPOCHS}", "seed=0,1", f"tracking.uri={uri}",
             "tracking.experiment=shared", "sweep_name=shared", f"hydra.sweep.dir={sweep}"]
-    first, log = start(args, tmp_path, "first")
-    try:
-        # the first driver has created the sweep's parent run: its jobs are ahead of it
-        wait_for("the first sweep's start", (sweep / ".mlflow_parent_run.json").exists,
-                 proc=first, log=log)
-        second = run_job(args, tmp_path, check=False, timeout=120)
-        assert first.poll() is None, "the first sweep ended before the second was refused"
-    except BaseException:
-        first.kill()
-        raise
+    # ready once the first driver has created the sweep's parent run: its jobs are ahead of it
+    first, log, _, second = second_while_first_runs(
+        args, tmp_path, "the first sweep's start", (sweep / ".mlflow_parent_run.json").exists)
     line = refusal(second)
     assert line.startswith(f"hydra.sweep.dir={sweep} is in use by another sweep driver "
                            f"(pid {first.pid} on host {socket.gethostname()} since "), line
@@ -163,16 +173,10 @@ def test_second_job_on_the_same_run_dir_is_refused_and_the_first_is_intact(tmp_p
     uri, out = sqlite_uri(tmp_path), tmp_path / "job"
     args = [*SLOW_JOB, f"trainer.epochs={EPOCHS}", f"tracking.uri={uri}",
             "tracking.experiment=twice", f"hydra.run.dir={out}"]
-    first, log = start(args, tmp_path, "first")
-    try:
-        config = out / ".hydra" / "config.yaml"  # Hydra writes it as the job starts
-        wait_for("the first job's start", config.exists, proc=first, log=log)
-        written = config.stat().st_mtime_ns
-        second = run_job(args, tmp_path, check=False, timeout=120)
-        assert first.poll() is None, "the first job ended before the second was refused"
-    except BaseException:
-        first.kill()
-        raise
+    config = out / ".hydra" / "config.yaml"  # Hydra writes it as the job starts
+    first, log, written, second = second_while_first_runs(
+        args, tmp_path, "the first job's start",
+        lambda: config.exists() and config.stat().st_mtime_ns)
     line = refusal(second)
     assert f"hydra.run.dir={out} is in use by another job (pid {first.pid} on host " in line
     assert line.endswith("wait for it to end, or choose another hydra.run.dir"), line
