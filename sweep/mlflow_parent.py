@@ -17,7 +17,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sweep.experiment_notes import DESCRIPTION
 from tracking import parent_run
 from tracking.client import resolve_tracking_uri
 from tracking.retry import DEFAULT_BACKOFF_S, TrackingRefused
@@ -27,7 +26,6 @@ from tracking.uri import (
     check_server_reachable,
     check_tracking_uri,
 )
-from training.distributed import detect
 
 # Optuna's results reach a parent run after the sweep: a few quick retries, not a job's policy
 RESULTS_RETRIES = 2
@@ -75,7 +73,7 @@ class MlflowParentRun(Callback):
     (tracking/retry.py) as in the jobs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if detect()[1] != 0:  # `torchrun ... -m`: rank 0's driver owns the parent run
+        if _rank() != 0:  # `torchrun ... -m`: rank 0's driver owns the parent run
             return
         if not config.tracking.enabled:
             return
@@ -97,7 +95,7 @@ class MlflowParentRun(Callback):
                 config.hydra.sweep.dir,
                 tracking_uri=uri,
                 experiment=config.tracking.experiment,
-                experiment_description=config.tracking.description or DESCRIPTION,
+                experiment_description=config.tracking.description or _description(),
                 run_name=str(config.sweep_name),
                 note=f"Sweep `{config.sweep_name}`: python sweep/run.py -m {overrides}",
                 tags={"overrides": overrides[:5000],
@@ -109,9 +107,24 @@ class MlflowParentRun(Callback):
                                   f"be created: {err}") from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if detect()[1] != 0:
+        if _rank() != 0:
             return
         close_parent(config, "FINISHED")
+
+
+def _rank() -> int:
+    """This process's rank in a data-parallel job (0 outside one)."""
+    # imported here, as the description below: they import torch and the model table, which
+    # Hydra's plugin discovery (this module is imported with the sweepers) must not pay for
+    from training.distributed import detect
+
+    return detect()[1]
+
+
+def _description() -> str:
+    from sweep.experiment_notes import DESCRIPTION
+
+    return DESCRIPTION
 
 
 def close_parent(config: DictConfig, status: str, tags: dict[str, str] | None = None) -> None:

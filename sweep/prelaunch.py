@@ -10,7 +10,6 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from sweep.mlflow_parent import abandon_parent_if_empty
-from sweep.validate import config_errors
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,10 @@ def check_jobs(config_loader, config: DictConfig, jobs: Sequence[Sequence[str]])
     an MLflow parent run created for this sweep that has no child yet is discarded, so a
     rejected sweep leaves nothing behind.
     """
+    # imported here: the validator imports torch and the data/model packages, which Hydra's
+    # plugin discovery (this module is imported by the sweepers) must not pay for on --help
+    from sweep.validate import config_errors
+
     problems: dict[str, list[str]] = {}
     tic = time.perf_counter()
     for overrides in jobs:

@@ -29,19 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from sweep.task import run_task  # noqa: E402
-from sweep.termination import JobTerminated, closing_line  # noqa: E402
-from sweep.user_errors import (  # noqa: E402
-    EXIT_USER_ERROR,
-    Refused,
-    refused_as_one_message,
-    traceback_wanted,
-)
 from tracking.secrets import install_log_redaction, strip_argv  # noqa: E402
+
+# The task, the validator and the error types import torch and the data/model packages (~1.6 s):
+# imported where they are used, so `--help`, `--cfg` and `--info` answer without them.
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
+    from sweep.task import run_task
+    from sweep.user_errors import refused_as_one_message
+
     install_log_redaction()  # again in a submitit job, which unpickles `main` without this file
     with refused_as_one_message():
         return run_task(cfg)
@@ -52,14 +50,18 @@ def cli() -> int:
     an interruption) unless a traceback is wanted."""
     try:
         main()
-    except Refused as err:
-        if traceback_wanted():
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as err:  # imported only now: it pulls in torch (see above)
+        from sweep.termination import JobTerminated, closing_line
+        from sweep.user_errors import EXIT_USER_ERROR, Refused, traceback_wanted
+
+        if traceback_wanted() or not isinstance(err, Refused | KeyboardInterrupt):
             raise
-        print(err, file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (JobTerminated)
-        if traceback_wanted():
-            raise
+        if isinstance(err, Refused):  # a user error: one line per problem
+            print(err, file=sys.stderr)
+            return EXIT_USER_ERROR
+        # Ctrl-C, or SIGTERM (JobTerminated)
         print(closing_line(err), file=sys.stderr)
         return 143 if isinstance(err, JobTerminated) else 130
     return 0
