@@ -1,7 +1,8 @@
 """Figure 1: test accuracy of every model variant (SymMixer, AsymMixer per sb_lambda,
 ParaMixer, the vanilla Mixer, and any other in the table or the runs), mean and 95 % interval
-over seeds (one dot per seed), and the same as a table; beside it, Welch's t-test of every
-variant against the vanilla Mixer and against the SymMixer."""
+over seeds (one dot per seed), and the same as a table (with the validation accuracy and the
+test set's binomial sampling error, analysis/selection.py); beside it, Welch's t-test of every
+variant against the vanilla Mixer and against the SymMixer (raw and Holm-adjusted p)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from analysis.groups import (
     display_name,
     finished,
     lambda_mask,
+    replicates,
     variant_sort_key,
     varied,
 )
 from analysis.load_runs import RunTables
+from analysis.selection import accuracy_columns, accuracy_notes
 from analysis.significance import welch_table
 from analysis.style import (
     ACC_LABEL,
@@ -36,29 +39,34 @@ NAME = "fig1_accuracy"
 
 def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and 95 % interval of the final test accuracy per model variant (and per
-    architecture when depth / width / n_iter / dataset vary), in the paper's order."""
-    df = finished(runs)
+    configuration when depth / width / n_iter / dataset or another param vary), in the paper's
+    order, then the mean and std of the validation accuracy, ``n_test`` and ``test_sd`` (the
+    binomial sd of one run's test accuracy); ``attrs["notes"]`` says which is which."""
+    df = replicates(finished(runs))
     if df.empty:
         raise Skipped("no FINISHED run with a final test accuracy")
     keys = varied(df)
     # sb_lambda tells apart the variants it applies to; for the others it is not a variant key
     df["sb_lambda"] = np.where(lambda_mask(df["model"]), df["sb_lambda"], np.nan)
     summary = summarize(df, ["model", "sb_lambda", *keys], "acc")
+    summary = pd.concat([summary, accuracy_columns(df, ["model", "sb_lambda", *keys])], axis=1)
     pairs = zip(summary["model"], summary["sb_lambda"], strict=True)
     summary.insert(0, "variant", [display_name(m, sb_lambda) for m, sb_lambda in pairs])
     order = sorted(range(len(summary)), key=lambda i: (
         variant_sort_key(summary["model"][i], summary["sb_lambda"][i]),
         tuple(summary[k][i] for k in keys)))
     summary = summary.iloc[order].reset_index(drop=True)
-    return summary.rename(columns={"sb_lambda": "λ", "n": "seeds", "mean": "acc_mean",
-                                   "std": "acc_std", "ci95": "acc_ci95", "lo": "acc_lo",
-                                   "hi": "acc_hi"})
+    summary = summary.rename(columns={"sb_lambda": "λ", "n": "seeds", "mean": "acc_mean",
+                                      "std": "acc_std", "ci95": "acc_ci95", "lo": "acc_lo",
+                                      "hi": "acc_hi"})
+    summary.attrs["notes"] = accuracy_notes(df)
+    return summary
 
 
 def draw(tables: RunTables, out: Path) -> Drawn:
     """Point plot of accuracy per variant (horizontal), seeds as dots; table beside it."""
     summary = accuracy_table(tables.runs)
-    df = finished(tables.runs)
+    df = replicates(finished(tables.runs))
     keys = varied(df)
     df["variant"] = [display_name(m, sb_lambda)
                      for m, sb_lambda in zip(df["model"], df["sb_lambda"], strict=False)]

@@ -7,7 +7,15 @@
   ``parent_run_id``, ``sweep`` (the parent's name), every param as ``params.<key>``, every
   final (latest) metric as ``metrics.<key>``, every tag as ``tags.<key>``, and typed
   convenience columns ``model``, ``sb_lambda``, ``depth``, ``dim``, ``n_iter``, ``seed``,
-  ``dataset`` and ``acc`` (final test accuracy in %: ``final_test_acc``, else ``test_acc``).
+  ``dataset``, ``acc`` (final test accuracy in %: ``final_test_acc``, else ``test_acc``),
+  ``val_acc`` (final validation accuracy in %: ``final_val_acc``, else ``val_acc``; NaN for a
+  run without a validation split, e.g. one logged before ``data.val_fraction`` defaulted to
+  0.1), ``n_test`` (test images the accuracy was measured on: the ``n_test`` metric or param;
+  NaN when the run did not log it) and ``objective`` (the metric its sweep optimised).
+
+  Selection and reporting: every choice made from these runs (a "best λ", an Optuna study's
+  best trial) uses ``val_acc`` (the sweep's ``objective``); ``acc`` is measured once per run
+  and only reported.
 * ``epochs``: the per-epoch metrics as a long table ``run_id, epoch, metric, value`` (epoch is
   the MLflow step).
 """
@@ -103,7 +111,10 @@ def variant_label(model: str, sb_lambda: float | None) -> str:
     return str(model)
 
 
-def _add_typed_columns(runs: pd.DataFrame) -> pd.DataFrame:
+def add_typed_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add the typed convenience columns (``model``, ``sb_lambda``, ..., ``acc``, ``val_acc``,
+    ``n_test``, ``objective``, ``variant``) to a run table with ``params.*`` / ``metrics.*`` /
+    ``tags.*`` columns (load_runs does; also for run tables built by hand); returns it."""
     def col(name: str) -> pd.Series:
         return runs[name] if name in runs.columns else pd.Series([None] * len(runs),
                                                                  index=runs.index, dtype=object)
@@ -116,6 +127,11 @@ def _add_typed_columns(runs: pd.DataFrame) -> pd.DataFrame:
     runs["dataset"] = col("params.data.name")
     acc = pd.to_numeric(col("metrics.final_test_acc"), errors="coerce")
     runs["acc"] = acc.fillna(pd.to_numeric(col("metrics.test_acc"), errors="coerce"))
+    val = pd.to_numeric(col("metrics.final_val_acc"), errors="coerce")
+    runs["val_acc"] = val.fillna(pd.to_numeric(col("metrics.val_acc"), errors="coerce"))
+    n_test = pd.to_numeric(col("metrics.n_test"), errors="coerce")
+    runs["n_test"] = n_test.fillna(pd.to_numeric(col("params.n_test"), errors="coerce"))
+    runs["objective"] = col("params.objective")
     pairs = zip(runs["model"], runs["sb_lambda"], strict=True)
     runs["variant"] = [variant_label(m, sb_lambda) for m, sb_lambda in pairs]
     return runs
@@ -140,8 +156,9 @@ def find_parent(parents: pd.DataFrame, sweep: str) -> pd.Series:
 
 def _histories(store: RunStore, runs: pd.DataFrame,
                metric_filter: Callable[[str], bool]) -> pd.DataFrame:
+    # system/* are MLflow's system metrics, whose steps are samples, not epochs
     jobs = [(rid, key) for rid, keys in zip(runs["run_id"], runs["_metric_keys"], strict=False)
-            for key in keys if metric_filter(key)]
+            for key in keys if metric_filter(key) and not key.startswith("system/")]
 
     def fetch(job: tuple[str, str]) -> list[tuple[str, int, str, float]]:
         rid, key = job
@@ -193,7 +210,7 @@ def load_runs(tracking_uri: str | None, experiment: str, sweep: str | None = Non
     names = {} if parents.empty else dict(zip(parents["run_id"], parents["run_name"],
                                               strict=True))
     runs["sweep"] = runs["parent_run_id"].map(names)
-    runs = _add_typed_columns(runs)
+    runs = add_typed_columns(runs)
     patterns = list(metrics) if metrics is not None else None
     wanted = (lambda k: True) if patterns is None else (
         lambda k: any(fnmatch(k, p) for p in patterns))

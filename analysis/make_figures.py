@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import (  # noqa: E402
     fig_accuracy,
     fig_energy,
+    fig_energy_metaformer,
     fig_lambda,
     fig_n_iter,
     fig_optuna,
@@ -44,12 +45,14 @@ FIGURES: list[tuple[str, str, Callable[[RunTables, Path], Drawn | list[Drawn]]]]
     (fig_symmetry.NAME_VANILLA, "vanilla Mixer weight symmetry per epoch",
      fig_symmetry.draw_vanilla),
     (fig_symmetry.NAME_V_RATIO, "AsymMixer ||V||/||W|| against lam", fig_symmetry.draw_v_ratio),
-    (fig_energy.NAME, "energy along the dynamics of trained sym / asym blocks", fig_energy.draw),
+    (fig_energy.NAME, "energy along the dynamics of trained parallel blocks", fig_energy.draw),
     (fig_n_iter.NAME, "n_iter ablation", fig_n_iter.draw),
     ("fig6_optuna", "Optuna history, importances, lam slice", fig_optuna.draw),
+    (fig_energy_metaformer.NAME, "energy MetaFormer: receptive fields, energy descent",
+     fig_energy_metaformer.draw),
 ]
 # per-epoch metrics the figures read (fewer requests against a tracking server)
-EPOCH_METRICS = ["test_acc", "test_loss", "train_loss", "symmetry/*"]
+EPOCH_METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_loss", "symmetry/*"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,6 +5,7 @@ PDF at fixed pixel size (no tight bounding box, so a figure of ``size`` inches i
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from models import VARIANTS  # noqa: E402
 
@@ -72,6 +74,33 @@ def group_palette(groups: list[str]) -> dict[str, tuple[float, float, float]]:
     """Distinct colours for curve groups (depth / width)."""
     colors = sns.color_palette("deep", max(len(groups), 1))
     return {g: colors[i] for i, g in enumerate(groups)}
+
+
+def fit_text(fig: Figure, text: Text, min_size: float = 6.5) -> float:
+    """Shrink ``text`` (a title) until it lies inside the figure's width, down to ``min_size``
+    points, then wrap it onto more lines if it still does not fit; returns the font size it
+    ends with. Long titles otherwise run past the figure's edges at a fixed pixel size. The
+    size is scaled in one step from the measured overflow, then checked (the layout moves
+    with it)."""
+    renderer = fig.canvas.get_renderer()
+    size = float(text.get_fontsize())
+    for _ in range(4):
+        engine = fig.get_layout_engine()
+        if engine is not None and text.axes is not None:  # a figure title stays centred
+            engine.execute(fig)
+        ext = text.get_window_extent(renderer)
+        centre = (ext.x0 + ext.x1) / 2
+        room = 2 * min(centre - fig.bbox.x0, fig.bbox.x1 - centre) - 4  # pixels, a margin
+        if ext.width <= room:
+            break
+        if size > min_size:
+            size = max(min_size, size * room / ext.width * 0.98)
+            text.set_fontsize(size)
+        else:  # as small as it gets: break the longest lines
+            lines = text.get_text().split("\n")
+            chars = max(10, int(max(map(len, lines)) * room / ext.width * 0.95))
+            text.set_text("\n".join(textwrap.fill(line, chars) for line in lines))
+    return size
 
 
 def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:

@@ -151,7 +151,7 @@ def paper_augment(plan: Plan) -> BatchAugment:
 
 def build_model(variant: Variant, plan: Plan, drop_path: float) -> Mixer:
     torch.manual_seed(0)
-    return Mixer(name=variant.name, block=variant.block, mlp=variant.mlp,
+    return Mixer(**variant.mixer_kwargs(),
                  img_size=plan.img_size, in_chans=plan.in_chans, num_classes=NUM_CLASSES,
                  patch_size=plan.patch_size, dim=plan.dim, depth=plan.depth,
                  sb_lambda=SB_LAMBDA if variant.has_lambda else 0.0, drop_path=drop_path)

@@ -2,8 +2,9 @@
 
 Every op is vectorised over the batch (masks, gathers and where, no Python loop over samples)
 and draws all of its randomness from the generator passed in, so a seed reproduces a run on
-CPU and GPU alike. Order, as in timm's pipeline: random crop, horizontal flip, random erasing
-(the per-image ops), then mixup / cutmix (which pairs images across the batch).
+CPU and GPU alike. Order, as in timm's pipeline: random (resized) crop, horizontal flip,
+RandAugment, random erasing (the per-image ops), then mixup / cutmix (which pairs images
+across the batch).
 """
 
 from __future__ import annotations
@@ -16,19 +17,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from data.beta import sample_beta
+from data.bilinear import bilinear
+from data.normalize import from_pixels, to_pixels
+from data.randaugment import RandAugment, parse_spec
 
 # random erasing as timm's RandomErasing defaults: a rectangle of 2 % to 1/3 of the image,
 # aspect ratio log-uniform in [0.3, 1 / 0.3], filled with per-pixel normal noise
 ERASE_AREA = (0.02, 1.0 / 3.0)
 ERASE_LOG_RATIO = (math.log(0.3), math.log(1.0 / 0.3))
+# random resized crop as timm's RandomResizedCropAndInterpolation (and torchvision's) defaults:
+# 8 % to all of the area, aspect ratio log-uniform in [3/4, 4/3], 10 tries for a box that fits
+RRC_SCALE = (0.08, 1.0)
+RRC_LOG_RATIO = (math.log(3.0 / 4.0), math.log(4.0 / 3.0))
+RRC_TRIES = 10
 
 
 class BatchAugment:
     """Augment a batch of normalised images and turn its labels into soft targets.
 
     crop_padding: pad by this many pixels, then crop back to H x W at a random offset per
-        sample (0 disables). The padding is ``fill`` (0: the mean colour, as the input is
-        normalised; pass -mean/std per channel to pad with black as the usual recipe does).
+        sample (0 disables; not with random_resized_crop). The padding is ``fill`` (0: the
+        mean colour, as the input is normalised; pass -mean/std per channel to pad with black
+        as the usual recipe does).
     flip: mirror each sample left-right with probability 0.5.
     mixup, cutmix: Beta alpha of mixup / cutmix (0 disables), as timm's Mixup in batch mode:
         one lam per batch, each sample mixed with its partner in the reversed batch; when both
@@ -36,7 +46,15 @@ class BatchAugment:
         probability mix_prob. Cutmix's lam is corrected to the clipped box's area.
     erase: probability that a sample gets a random rectangle of normal noise.
     label_smoothing: the one-hot targets become 1 - s + s / K and s / K (before mixing).
+    random_resized_crop: cut a box of 8 % to 100 % of the area, aspect ratio 3/4 to 4/3, per
+        sample and resize it back to H x W, bilinear (timm's training crop; from the stored
+        image, so an upscaled dataset is resampled twice where timm resamples its source once).
+    randaugment: None, or a RandAugment spec in timm's form, e.g. "rand-m9-mstd0.5-inc1"
+        (data/randaugment.py), applied to the pixel values (needs mean and std); the affine
+        ops fill with the mean colour, round(255 * mean), as timm does.
     num_classes: K, the width of the targets.
+    mean, std: the per-channel normalisation of the input (ImageData.mean / .std), to get
+        back to pixel values for RandAugment.
     """
 
     def __init__(
@@ -49,15 +67,23 @@ class BatchAugment:
         switch_prob: float = 0.5,
         erase: float = 0.0,
         label_smoothing: float = 0.0,
+        random_resized_crop: bool = False,
+        randaugment: str | None = None,
         *,
         num_classes: int,
         fill: float | Sequence[float] = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) \
                 or crop_padding < 0:
             raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
-        if not isinstance(flip, bool):
-            raise ValueError(f"flip must be a bool, got {flip!r}")
+        for arg, value in (("flip", flip), ("random_resized_crop", random_resized_crop)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{arg} must be a bool, got {value!r}")
+        if random_resized_crop and crop_padding:
+            raise ValueError(f"random_resized_crop=true is the crop (timm's recipe has no padded "
+                             f"crop); set crop_padding=0, got crop_padding={crop_padding}")
         for arg, value in (("mixup", mixup), ("cutmix", cutmix)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{arg} (a Beta alpha) must be >= 0, 0 to disable, got {value}")
@@ -69,6 +95,19 @@ class BatchAugment:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        self.randaugment = None
+        if randaugment is not None:
+            parse_spec(randaugment)  # an unknown spec is named before anything else
+            if mean is None or std is None:
+                raise ValueError(f"randaugment={randaugment!r} works on pixel values and needs "
+                                 "the images' normalisation: pass mean= and std= "
+                                 "(ImageData.mean and .std)")
+            # timm's fill: the mean colour, round(255 * mean) per channel
+            self.randaugment = RandAugment(randaugment,
+                                           fill=[min(255, round(255 * m)) for m in mean])
+        self.mean = None if mean is None else tuple(float(m) for m in mean)
+        self.std = None if std is None else tuple(float(s) for s in std)
+        self.random_resized_crop = random_resized_crop
         self.crop_padding = crop_padding
         self.flip = flip
         self.mixup = float(mixup)
@@ -100,10 +139,15 @@ class BatchAugment:
         if generator is not None and generator.device.type != x.device.type:
             raise ValueError(f"the generator is on {generator.device}, the batch on {x.device};"
                              " they must share a device")
+        if self.random_resized_crop:
+            x = random_resized_crop(x, generator)
         if self.crop_padding:
             x = random_crop(x, self.crop_padding, self.fill, generator)
         if self.flip:
             x = random_flip(x, generator)
+        if self.randaugment is not None:
+            pixels = self.randaugment(to_pixels(x, self.mean, self.std), generator)
+            x = from_pixels(pixels, self.mean, self.std).to(x.dtype)
         if self.erase:
             x = random_erase(x, self.erase, generator)
         target = smooth_one_hot(y, self.num_classes, self.label_smoothing, x.dtype)
@@ -139,6 +183,56 @@ def random_crop(x: Tensor, padding: int, fill: float | Sequence[float],
     cols = left[:, None] + torch.arange(w, device=x.device)  # (B, W)
     out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * p))
     return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+def random_resized_crop(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """(B, C, H, W) -> (B, C, H, W): per sample, a box of RRC_SCALE of the area and aspect
+    ratio (w / h) log-uniform in RRC_LOG_RATIO, at a uniform position, resized to H x W.
+
+    timm's RandomResizedCropAndInterpolation.get_params, vectorised: RRC_TRIES candidate boxes
+    per sample, sides round(sqrt(area * ratio)) and round(sqrt(area / ratio)), the first that
+    fits is taken; a sample where none fits gets the centre box of the largest aspect ratio in
+    range (the whole image when H / W is in range). The resize reads bilinearly inside the box
+    only (its edge pixels repeat), as cropping and then resizing does.
+    """
+    b, _, h, w = x.shape
+    device = x.device
+
+    def uniform(lo: float, hi: float, shape: tuple[int, ...]) -> Tensor:
+        return lo + (hi - lo) * torch.rand(shape, generator=generator, device=device,
+                                           dtype=torch.float64)
+
+    area = h * w * uniform(*RRC_SCALE, (b, RRC_TRIES))
+    ratio = torch.exp(uniform(*RRC_LOG_RATIO, (b, RRC_TRIES)))
+    box_w = torch.sqrt(area * ratio).round().long().clamp_min(1)
+    box_h = torch.sqrt(area / ratio).round().long().clamp_min(1)
+    fits = (box_w <= w) & (box_h <= h)
+    first = fits.long().argmax(dim=1, keepdim=True)  # the first that fits (0 when none does)
+    # fallback: timm's centre crop, clipped to the range of aspect ratios
+    lo, hi = math.exp(RRC_LOG_RATIO[0]), math.exp(RRC_LOG_RATIO[1])
+    if w / h < lo:
+        fb_w, fb_h = w, int(round(w / lo))
+    elif w / h > hi:
+        fb_w, fb_h = int(round(h * hi)), h
+    else:
+        fb_w, fb_h = w, h
+    any_fits = fits.any(dim=1)
+    box_w = torch.where(any_fits, box_w.gather(1, first).squeeze(1), fb_w)
+    box_h = torch.where(any_fits, box_h.gather(1, first).squeeze(1), fb_h)
+    # top and left uniform over the positions that keep the box inside (randint inclusive)
+    top = (uniform(0.0, 1.0, (b,)) * (h - box_h + 1)).floor()
+    left = (uniform(0.0, 1.0, (b,)) * (w - box_w + 1)).floor()
+    top = torch.where(any_fits, top, float((h - fb_h) // 2))
+    left = torch.where(any_fits, left, float((w - fb_w) // 2))
+    # output pixel k's centre (k + 0.5) sits at box position (k + 0.5) * box / size, in index
+    # coordinates box_start + that - 0.5, kept inside the box
+    rows = (torch.arange(h, device=device, dtype=torch.float64) + 0.5)[None] * (box_h / h)[:, None]
+    cols = (torch.arange(w, device=device, dtype=torch.float64) + 0.5)[None] * (box_w / w)[:, None]
+    rows = torch.minimum(rows - 0.5, box_h[:, None] - 1.0).clamp_min(0.0) + top[:, None]
+    cols = torch.minimum(cols - 0.5, box_w[:, None] - 1.0).clamp_min(0.0) + left[:, None]
+    cy = rows[:, :, None].expand(b, h, w)
+    cx = cols[:, None, :].expand(b, h, w)
+    return bilinear(x, cx, cy).to(x.dtype)
 
 
 def random_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -17,8 +17,8 @@ from data.idx import FASHION_MNIST, MNIST
 from data.imagefolder import IMAGEFOLDER
 from data.normalize import channel_stats
 from data.reader import DatasetError, Reader
-from data.resize import resize_images
-from data.split import check_fraction, holdout
+from data.resize import check_crop_pct, eval_crop, resize_images
+from data.split import check_fraction, check_val_seed, holdout
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +40,36 @@ def load_dataset(
     root: str | None = None,
     image_size: int | None = None,
     val_fraction: float = 0.0,
+    val_seed: int | None = 0,
     seed: int = 0,
     cache_dir: str | None = None,
     max_train: int | None = None,
     max_test: int | None = None,
     num_classes: int | None = None,
     channels: int | None = None,
+    eval_crop_pct: float | None = None,
 ) -> ImageData:
     """Load dataset ``name`` (a key of DATASETS) as uint8 tensors resized to image_size.
 
     root: where its files are (default: the reader's usual place, if it has one).
     image_size: side of the square images (default: the dataset's native size; 64 for
         imagefolder).
-    val_fraction: fraction in [0, 1) of train held out as val_x/val_y, chosen by ``seed``.
+    val_fraction: fraction in [0, 1) of train held out as val_x/val_y (never trained on),
+        class-stratified (data/split.py: each class keeps its share, to one sample).
+    val_seed: the seed that chooses the held-out samples. Fixed (default 0) rather than the
+        run's seed, so every run of a sweep, whatever its seed or arm, is selected on the same
+        validation images: a difference in val_acc is then the models', not the splits'.
+        None: the run's ``seed`` (each seed validates on other images).
+    seed: the run's seed; used only when val_seed is None.
     cache_dir: where decoded splits are cached (default $MIXERLAB_CACHE, else
         ~/.cache/mixer-symmetry-lab).
     max_train, max_test: keep only the first n samples of train / test (before the val
         hold-out, which then takes its fraction of those n), for fast tests and tiny probes.
     num_classes, channels: what the config expects; a dataset that differs raises
         DatasetError rather than training a wrongly sized model.
+    eval_crop_pct: None, or in (0, 1]: test and validation images are evaluated as timm's
+        eval transform does (resized to floor(image_size / eval_crop_pct), centre-cropped
+        back to image_size; data/resize.py), the counterpart of augment.random_resized_crop.
 
     The cache holds the full train and test splits; the val hold-out and max_* act after it.
     Raises DatasetError for an unknown name or missing / malformed data (naming the path,
@@ -68,6 +79,8 @@ def load_dataset(
     if reader is None:
         raise DatasetError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
     check_fraction(val_fraction)
+    check_val_seed(val_seed)
+    check_crop_pct(eval_crop_pct)
     for arg, value in (("max_train", max_train), ("max_test", max_test)):
         if value is not None and value < 1:
             raise ValueError(f"{arg} must be None or >= 1, got {value}")
@@ -98,7 +111,11 @@ def load_dataset(
 
     train_x, train_y = train_x[:max_train], train_y[:max_train]
     test_x, test_y = test_x[:max_test], test_y[:max_test]
-    train_x, train_y, val_x, val_y = holdout(train_x, train_y, val_fraction, seed)
+    train_x, train_y, val_x, val_y = holdout(train_x, train_y, val_fraction,
+                                             seed if val_seed is None else val_seed)
+    if eval_crop_pct is not None:
+        test_x = eval_crop(test_x, eval_crop_pct)
+        val_x = None if val_x is None else eval_crop(val_x, eval_crop_pct)
     return ImageData(
         name=name, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
         val_x=val_x, val_y=val_y, num_classes=len(classes), channels=reader.channels,

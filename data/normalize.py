@@ -46,3 +46,16 @@ def channel_stats(x_uint8: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3), unbiased=False)
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def to_pixels(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Inverse of ``normalize``: (B, C, H, W) normalised floats -> float32 pixel values, rounded
+    to the integers 0..255 a uint8 image holds (for the ops defined on pixels: RandAugment)."""
+    shift, scale = _affine(tuple(mean), tuple(std), x.device)
+    return ((x - shift) / scale).round_().clamp_(0.0, 255.0)
+
+
+def from_pixels(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """(B, C, H, W) float pixel values 0..255 -> normalised, exactly as ``normalize`` does."""
+    shift, scale = _affine(tuple(mean), tuple(std), x.device)
+    return torch.addcmul(shift, x, scale)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,3 +35,24 @@ def resize_images(x: Tensor, size: int) -> Tensor:
                                     align_corners=False, antialias=True)
             out[start:start + CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+def check_crop_pct(crop_pct: float | None) -> None:
+    if crop_pct is not None and (isinstance(crop_pct, bool) or not 0.0 < crop_pct <= 1.0):
+        raise ValueError(f"eval_crop_pct must be null (no crop) or in (0, 1], e.g. 0.875, got "
+                         f"{crop_pct!r}")
+
+
+def eval_crop(x: Tensor, crop_pct: float) -> Tensor:
+    """(N, C, S, S) uint8 -> (N, C, S, S) uint8 as timm's eval transform: resize to
+    floor(S / crop_pct) (``resize_images``), then cut out the centre S x S (offset
+    round((floor(S / crop_pct) - S) / 2), as torchvision's CenterCrop).
+
+    timm resizes the source image once; this resizes the stored S px image, so an image
+    stored at another size than its source is resampled twice (bilinear both times).
+    """
+    check_crop_pct(crop_pct)
+    size = x.shape[-1]
+    scaled = math.floor(size / crop_pct)
+    top = int(round((scaled - size) / 2.0))
+    return resize_images(x, scaled)[..., top:top + size, top:top + size].contiguous()

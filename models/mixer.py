@@ -1,15 +1,29 @@
-"""One Mixer class for the whole zoo: the variants differ only in which block wiring and which
-MLP kind fill its slots, and in the symmetry-breaking penalty sb_lambda.
+"""One Mixer class for the whole zoo: the variants differ only in what fills its slots (block
+wiring, token mixer, MLP kind, norm), in LayerScale and in the symmetry-breaking penalty
+sb_lambda.
 
-    model    block     mlp          (the table of variants: models/variants.py)
-    vanilla  serial    vanilla
-    para     parallel  vanilla
-    sym      parallel  symmetric
-    asym     parallel  asymmetric   + sb_lambda * sum_blocks ||V||_F^2 added to the loss
+    model    block     token_mixer  mlp          norm    (the table: models/variants.py)
+    vanilla  serial    mlp          vanilla      any
+    para     parallel  mlp          vanilla      any
+    sym      parallel  mlp          symmetric    any
+    asym     parallel  mlp          asymmetric   any     + sb_lambda sum_blocks ||V||_F^2 (loss)
+    resmlp   serial    linear       vanilla      affine  + LayerScale (layer_scale 0.1)
+    gmlp     gated     gating       vanilla      token
+    vit      serial    attention    vanilla      token   (num_heads heads)
+
+Slots: ``block`` a key of models.block.BLOCKS, ``token_mixer`` of
+models.token_mixer.TOKEN_MIXERS (``mlp``: the token MLP of the MLP kind), ``mlp`` of
+models.mlp.MLP_KINDS (the channel MLPs, and the token MLP), ``norm`` of models.norm.NORMS.
+Knobs of one token mixer or wiring (``num_heads``: attention; ``implicit_iters``,
+``contraction``, ``power_iters``: iMixer; ``energy_step``: the energy block) go to every block
+and token mixer, each taking the ones it uses and checking them (``arg_errors``).
 
 Network: image (B, in_chans, H, W) -> patch-embedding conv (kernel = stride = patch) ->
-(B, S, C) with S = (H / patch) * (W / patch) -> ``depth`` blocks -> LayerNorm(C) -> mean over
-tokens -> linear head -> logits (B, num_classes).
+(B, S, C) with S = (H / patch) * (W / patch) -> ``depth`` blocks -> final norm (LayerNorm(C);
+Affine(C) with norm=affine) -> mean over tokens -> linear head -> logits (B, num_classes).
+No class token and no position embedding in any model (the ViT too: its attention is then
+permutation-equivariant over tokens, and mean pooling makes the logits invariant to a
+permutation of the patches; the token-mixing MLPs and linear maps are what see positions).
 
 Hidden sizes follow the authors' code: both are computed from the channel width C,
 token hidden = int(token_ratio * C), channel hidden = int(channel_ratio * C).
@@ -25,7 +39,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from models.block import BLOCKS, NORMS
-from models.mlp import MLP_KINDS
+from models.mlp import INITS, MLP_KINDS, V_INITS
+from models.norm import final_norm
+from models.token_mixer import TOKEN_MIXERS
 
 
 def _is_int(v: object) -> bool:
@@ -52,6 +68,10 @@ def mixer_arg_errors(
     drop_path: object,
     token_ratio: object,
     channel_ratio: object,
+    token_mixer: object = "mlp",
+    layer_scale: object = 0.0,
+    init: object = "default",
+    v_init: object = "default",
     **_: object,
 ) -> list[str]:
     """Every invalid Mixer argument, each as 'model.<key>=<value> is invalid; <what is valid>'.
@@ -85,6 +105,47 @@ def mixer_arg_errors(
     for key, val in (("token_ratio", token_ratio), ("channel_ratio", channel_ratio)):
         require(_is_real(val) and (not ints_ok or int(val * dim) >= 1),
                 f"model.{key}={val!r} is invalid; int({key} * dim) must be >= 1 (dim={dim})")
+    require(token_mixer in TOKEN_MIXERS,
+            f"model.token_mixer={token_mixer!r} is unknown; valid: {sorted(TOKEN_MIXERS)}")
+    require(_is_real(layer_scale) and math.isfinite(layer_scale) and layer_scale >= 0,
+            f"model.layer_scale={layer_scale!r} is invalid; it must be a finite number >= 0 "
+            f"(0: no LayerScale)")
+    if (block in BLOCKS and mlp in MLP_KINDS and ints_ok and _is_real(token_ratio)
+            and _is_real(channel_ratio)):
+        # what the wiring and the token mixer refuse (e.g. num_heads not dividing the width)
+        wiring, channel_hidden = BLOCKS[block], int(channel_ratio * dim)
+        no_errors = lambda **_: []  # noqa: E731 - a class without the hook refuses nothing
+        knobs = {k: v for k, v in _.items() if k not in ("dim", "seq_len", "hidden")}
+        errors += getattr(wiring, "arg_errors", no_errors)(
+            **{**knobs, "mlp": mlp, "dim": dim, "channel_hidden": channel_hidden, "norm": norm,
+               "token_mixer": token_mixer, "layer_scale": layer_scale})
+        if token_mixer in TOKEN_MIXERS:
+            width = getattr(wiring, "token_mixer_dim", lambda d, h: d)(dim, channel_hidden)
+            errors += getattr(TOKEN_MIXERS[token_mixer], "arg_errors", no_errors)(
+                **{**knobs, "dim": width, "seq_len": (img_size // patch_size) ** 2,
+                   "hidden": int(token_ratio * dim), "mlp": mlp,
+                   "bias": _.get("mlp_bias", False)})
+    errors += _init_errors(mlp, init, v_init)
+    return errors
+
+
+def _init_errors(mlp: object, init: object, v_init: object) -> list[str]:
+    """model.init / model.v_init: known, and a scheme the chosen MLP kind has (models/mlp.py).
+    A scheme another kind has is refused, not ignored: init=tied on a symmetric or
+    asymmetric MLP, v_init=zero on one without V."""
+    errors = []
+    kind = MLP_KINDS.get(mlp) if isinstance(mlp, str) else None
+    for key, val, attr, known in (("init", init, "inits", INITS),
+                                  ("v_init", v_init, "v_inits", V_INITS)):
+        if val not in known:
+            errors.append(f"model.{key}={val!r} is unknown; valid: {list(known)}")
+        elif kind is not None and val not in getattr(kind, attr):
+            takers = [k for k, c in MLP_KINDS.items() if val in getattr(c, attr)]
+            hint = (" (it already writes back with W^T; an asymmetric MLP starts symmetric "
+                    "with model.v_init=zero)" if key == "init" and kind.tied else "")
+            errors.append(f"model.{key}={val!r} is not valid with model.mlp={mlp!r}{hint}; "
+                          f"valid for it: {list(getattr(kind, attr))}; "
+                          f"{key}={val} is for model.mlp in {takers}")
     return errors
 
 
@@ -110,14 +171,27 @@ class Mixer(nn.Module):
         drop_path: float = 0.0,
         norm: str = "table",
         mlp_bias: bool = False,
+        init: str = "default",
+        v_init: str = "default",
+        token_mixer: str = "mlp",
+        num_heads: int = 4,
+        layer_scale: float = 0.0,
+        implicit_iters: int = 4,
+        contraction: float = 0.9,
+        power_iters: int = 8,
+        energy_step: float = 0.5,
     ) -> None:
         super().__init__()
+        # knobs of one token mixer or wiring: every block and token mixer takes its own
+        knobs = dict(num_heads=num_heads, implicit_iters=implicit_iters,
+                     contraction=contraction, power_iters=power_iters, energy_step=energy_step)
         # Validate everything up front so a bad sweep value fails before any job starts.
         errors = mixer_arg_errors(
             block=block, mlp=mlp, norm=norm, dim=dim, depth=depth, patch_size=patch_size,
             n_iter=n_iter, img_size=img_size, in_chans=in_chans, num_classes=num_classes,
             sb_lambda=sb_lambda, drop_path=drop_path, token_ratio=token_ratio,
-            channel_ratio=channel_ratio)
+            channel_ratio=channel_ratio, init=init, v_init=v_init, token_mixer=token_mixer,
+            layer_scale=layer_scale, mlp_bias=mlp_bias, **knobs)
         if errors:
             raise ValueError("; ".join(errors))
 
@@ -126,8 +200,9 @@ class Mixer(nn.Module):
         self.num_classes = num_classes
         self.seq_len = (img_size // patch_size) ** 2
         self.stem = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
-        # stochastic depth grows linearly with depth, as in timm's Mixer
-        rates = torch.linspace(0, drop_path, depth).tolist()
+        # stochastic depth at the same rate in every block, as timm's Mixer and the authors'
+        # code (not the linear ramp over depth of ViTs)
+        rates = [float(drop_path)] * depth
         self.blocks = nn.ModuleList(
             BLOCKS[block](
                 dim=dim,
@@ -135,15 +210,21 @@ class Mixer(nn.Module):
                 token_hidden=int(token_ratio * dim),
                 channel_hidden=int(channel_ratio * dim),
                 mlp=mlp,
+                token_mixer=token_mixer,
                 mlp_bias=mlp_bias,
                 norm=norm,
                 drop_path=rate,
                 n_iter=n_iter,
+                layer_scale=layer_scale,
+                **knobs,
             )
             for rate in rates
         )
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = final_norm(norm, dim)  # LayerNorm(C), or Affine(C) for norm=affine
         self.head = nn.Linear(dim, num_classes)
+        for m in self.modules():  # the MLPs' initial-weight schemes (models/mlp.py)
+            if isinstance(m, tuple(MLP_KINDS.values())):
+                m.configure_init(init=init, v_init=v_init)
         self.init_weights()
 
     def init_weights(self) -> None:

@@ -18,6 +18,17 @@ Each kind says what it is through two class attributes, so no caller needs its n
 ``has_v`` (it has the symmetry-breaking V that ``sb_lambda`` penalises) and ``tied`` (it writes
 back with the transpose of the W it reads with: the Hopfield interaction). ``interaction_weights``
 gives (W, V) as the energy of models/energy.py reads them.
+
+Initial weights (``init_weights``; the controls of the symmetry claims), chosen per model by
+``model.init`` and ``model.v_init`` and listed per kind in ``inits`` / ``v_inits``:
+
+    init=default     xavier-uniform W1, W2 (W, V): the authors' init
+    init=tied        vanilla only: W1 xavier-uniform, W2 = W1^T, so cos = symfrac = 1 at step 0
+                     (xavier's bound sqrt(6 / (h + d)) is the same for W1 and W2, so W2 keeps
+                     its default distribution; with biases, b1 ~ N(0, 1e-6) and b2 = 0 as by
+                     default, so the MLP starts as W1^T act(W1 v) to within 1e-6)
+    v_init=default   asymmetric: V xavier-uniform, as large as W (the authors' init)
+    v_init=zero      asymmetric: V = 0, so the MLP starts as the symmetric one with the same W
 """
 
 from __future__ import annotations
@@ -46,6 +57,29 @@ def mix(x: Tensor, weight: Tensor, bias: Tensor | None = None, mix_dim: int = -1
     return F.linear(x.transpose(-1, -2), weight, bias).transpose(-1, -2)
 
 
+def _check_init(cls: type[nn.Module], init: str, v_init: str) -> None:
+    if init not in cls.inits:
+        raise ValueError(f"init={init!r} is not valid for {cls.__name__}; valid: {list(cls.inits)}")
+    if v_init not in cls.v_inits:
+        raise ValueError(f"v_init={v_init!r} is not valid for {cls.__name__}; "
+                         f"valid: {list(cls.v_inits)}")
+
+
+class _InitChoice:
+    """``init`` / ``v_init``: which initial weights ``init_weights`` draws (module docstring)."""
+
+    inits: ClassVar[tuple[str, ...]] = ("default",)
+    v_inits: ClassVar[tuple[str, ...]] = ("default",)
+    init: str
+    v_init: str
+
+    def configure_init(self, init: str = "default", v_init: str = "default") -> None:
+        """Choose the scheme of the next ``init_weights`` (models.Mixer calls it, then
+        initialises); raises ValueError on a scheme this kind does not have."""
+        _check_init(type(self), init, v_init)
+        self.init, self.v_init = init, v_init
+
+
 def _check_sizes(dim: int, hidden: int, mix_dim: int) -> None:
     if dim < 1 or hidden < 1:
         raise ValueError(f"MLP sizes must be >= 1, got dim={dim}, hidden={hidden}")
@@ -53,15 +87,18 @@ def _check_sizes(dim: int, hidden: int, mix_dim: int) -> None:
         raise ValueError(f"mix_dim must be -1 (channels) or -2 (tokens), got {mix_dim}")
 
 
-class VanillaMlp(nn.Module):
+class VanillaMlp(_InitChoice, nn.Module):
     """W2 act(W1 v + b1) + b2 (biases optional: the authors ran without them)."""
 
     has_v: ClassVar[bool] = False
     tied: ClassVar[bool] = False
+    inits: ClassVar[tuple[str, ...]] = ("default", "tied")
 
-    def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False) -> None:
+    def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False,
+                 init: str = "default", v_init: str = "default") -> None:
         super().__init__()
         _check_sizes(dim, hidden, mix_dim)
+        self.configure_init(init, v_init)
         self.mix_dim = mix_dim
         self.w1 = nn.Parameter(torch.empty(hidden, dim))
         self.w2 = nn.Parameter(torch.empty(dim, hidden))
@@ -71,7 +108,11 @@ class VanillaMlp(nn.Module):
 
     def init_weights(self) -> None:
         nn.init.xavier_uniform_(self.w1)
-        nn.init.xavier_uniform_(self.w2)
+        if self.init == "tied":
+            with torch.no_grad():
+                self.w2.copy_(self.w1.t())
+        else:
+            nn.init.xavier_uniform_(self.w2)
         # Mixer init: small normal biases on the hidden layer, zero on the output
         if self.b1 is not None:
             nn.init.normal_(self.b1, std=1e-6)
@@ -99,15 +140,17 @@ class VanillaMlp(nn.Module):
         }
 
 
-class SymmetricMlp(nn.Module):
+class SymmetricMlp(_InitChoice, nn.Module):
     """W^T act(W v): one weight, read with W and written back with W^T."""
 
     has_v: ClassVar[bool] = False
     tied: ClassVar[bool] = True
 
-    def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False) -> None:
+    def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False,
+                 init: str = "default", v_init: str = "default") -> None:
         super().__init__()
         _check_sizes(dim, hidden, mix_dim)
+        self.configure_init(init, v_init)
         if bias:
             raise ValueError("bias=True is not valid for the symmetric MLP (it has no biases)")
         self.mix_dim = mix_dim
@@ -132,7 +175,7 @@ class SymmetricMlp(nn.Module):
         return {}  # tied by construction: every measure is exactly 1
 
 
-class AsymmetricMlp(nn.Module):
+class AsymmetricMlp(_InitChoice, nn.Module):
     """W^T act(W v) + V act(W v): the symmetric MLP plus a symmetry-breaking write-back V.
 
     ``regularizer()`` returns ||V||_F^2; the model multiplies it by ``sb_lambda``.
@@ -140,10 +183,13 @@ class AsymmetricMlp(nn.Module):
 
     has_v: ClassVar[bool] = True
     tied: ClassVar[bool] = True
+    v_inits: ClassVar[tuple[str, ...]] = ("default", "zero")
 
-    def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False) -> None:
+    def __init__(self, dim: int, hidden: int, mix_dim: int = -1, bias: bool = False,
+                 init: str = "default", v_init: str = "default") -> None:
         super().__init__()
         _check_sizes(dim, hidden, mix_dim)
+        self.configure_init(init, v_init)
         if bias:
             raise ValueError("bias=True is not valid for the asymmetric MLP (it has no biases)")
         self.mix_dim = mix_dim
@@ -153,7 +199,10 @@ class AsymmetricMlp(nn.Module):
 
     def init_weights(self) -> None:
         nn.init.xavier_uniform_(self.w)
-        nn.init.xavier_uniform_(self.v)
+        if self.v_init == "zero":  # starts as the symmetric MLP with the same W
+            nn.init.zeros_(self.v)
+        else:
+            nn.init.xavier_uniform_(self.v)
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.gelu(mix(x, self.w, None, self.mix_dim))
@@ -185,8 +234,16 @@ MLP_KINDS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_mlp(kind: str, dim: int, hidden: int, mix_dim: int, bias: bool = False) -> nn.Module:
+INITS: tuple[str, ...] = tuple(dict.fromkeys(i for k in MLP_KINDS.values() for i in k.inits))
+"""Every ``init`` some MLP kind has (``model.init``)."""
+V_INITS: tuple[str, ...] = tuple(dict.fromkeys(i for k in MLP_KINDS.values() for i in k.v_inits))
+"""Every ``v_init`` some MLP kind has (``model.v_init``)."""
+
+
+def build_mlp(kind: str, dim: int, hidden: int, mix_dim: int, bias: bool = False,
+              init: str = "default", v_init: str = "default") -> nn.Module:
     """The MLP of the given kind (one of MLP_KINDS)."""
     if kind not in MLP_KINDS:
         raise ValueError(f"unknown MLP kind {kind!r}; valid kinds: {sorted(MLP_KINDS)}")
-    return MLP_KINDS[kind](dim=dim, hidden=hidden, mix_dim=mix_dim, bias=bias)
+    return MLP_KINDS[kind](dim=dim, hidden=hidden, mix_dim=mix_dim, bias=bias, init=init,
+                           v_init=v_init)

@@ -8,6 +8,12 @@ can pick another class); the few keys that are not constructor arguments (``data
 Order matters for "nothing is lost": the model and data are built (and so validated) before a
 tracking run exists; the run is closed with its true status in a ``finally`` even when the job
 fails; the checkpoint and metrics.jsonl in the job's output dir survive any tracker outage.
+
+What a job's run holds besides the training loop's metrics (README "What MLflow records"):
+MLflow's source tags (``sweep/run.py``, git commit), system metrics while it runs (stopped
+before the run is closed, also on failure), the dataset's splits as run inputs (right after
+the run starts), and at the end the model as an ``mlflow.pytorch`` model (optionally
+registered) to which the final metrics are linked.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import logging
 import math
 import os
 import socket
-import subprocess
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,7 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from data import BatchAugment, ImageData, load_dataset
+from data import DATASETS, BatchAugment, ImageData, load_dataset, normalize
 from models import run_name
 from sweep.dir_lock import JOB_LOCK, DirInUse, holding
 from sweep.epoch_reporter import Pruned, epoch_reporter
@@ -38,14 +43,17 @@ from sweep.mlflow_parent import job_parent_run_id
 from sweep.termination import interrupted_line, sigterm_raises
 from sweep.validate import check_config
 from tracking import MlflowTracker, NullTracker, Tracker, TrackingError, resolve_tracking_uri
+from tracking.logged_model import ModelExportError
 from tracking.mlflow_tracker import RunMismatch
 from tracking.secrets import redact
+from tracking.source_tags import GIT_COMMIT, source_tags
 from training import Trainer, TrainerConfig
 from training.device import resolve_device
 from training.distributed import DistEnv, init_distributed
 
 log = logging.getLogger("sweep")
 RUN_ID_FILE = "mlflow_run_id"
+ENTRY_POINT = Path(__file__).with_name("run.py")  # mlflow.source.name: sweep/run.py
 # tag of every job's run: fingerprint(cfg); a run is reopened only by a job with the same one
 FINGERPRINT_TAG = "config_fingerprint"
 
@@ -79,6 +87,7 @@ def _run_task(cfg: DictConfig, owned: ExitStack) -> float | list[float]:
     out_dir = Path(dist_env.broadcast(str(HydraConfig.get().runtime.output_dir)))
     _own_dir(out_dir, dist_env, owned)  # before the checkpoint is read
     tracker = build_tracker(cfg) if dist_env.is_main else NullTracker()
+    owned.callback(tracker.close)  # its sampling thread ends with the job, however it ends
     log.debug("tracker opened")
     reporter = epoch_reporter(cfg)  # None in a grid job, which so never imports optuna
     callbacks = [] if reporter is None else [
@@ -92,9 +101,11 @@ def _run_task(cfg: DictConfig, owned: ExitStack) -> float | list[float]:
     log.debug("tracking run started")
     status, tags, stopped = "FAILED", {}, None
     try:
+        _log_dataset(tracker, cfg, data)
         final = trainer.fit()
         value = objective_value(cfg, final)
-        _log_results(tracker, cfg, trainer, final, time.perf_counter() - t_start, out_dir)
+        _log_results(tracker, cfg, trainer, data, final, time.perf_counter() - t_start,
+                     out_dir)
         status = "FINISHED"
         return value
     except BaseException as err:
@@ -124,11 +135,13 @@ def build_model(cfg: DictConfig) -> torch.nn.Module:
 
 
 def build_data(cfg: DictConfig, label_smoothing: float) -> tuple[ImageData, BatchAugment]:
-    """``load_dataset(**cfg.data)`` (any held-out split drawn from ``seed``) and
-    ``BatchAugment(**cfg.data.augment)``, whose soft labels carry ``label_smoothing``."""
+    """``load_dataset(**cfg.data)`` (any held-out split drawn from ``data.val_seed``; null:
+    ``seed``) and ``BatchAugment(**cfg.data.augment)``, whose soft labels carry
+    ``label_smoothing`` (RandAugment maps normalised images back to pixels with the data's
+    mean and std)."""
     data = load_dataset(**_kwargs(cfg.data, "augment"), seed=int(cfg.seed))
     augment = BatchAugment(**_kwargs(cfg.data.augment), label_smoothing=label_smoothing,
-                           num_classes=data.num_classes)
+                           num_classes=data.num_classes, mean=data.mean, std=data.std)
     return data, augment
 
 
@@ -187,16 +200,63 @@ def _start_run(tracker: Tracker, cfg: DictConfig, trainer: Trainer, out_dir: Pat
         run_id_file.write_text(tracker.run_id)
 
 
-def _log_results(tracker: Tracker, cfg: DictConfig, trainer: Trainer, final: dict[str, float],
-                 job_time: float, out_dir: Path) -> None:
-    """The final metrics, the job's Hydra config and (``tracking.log_checkpoint``) its
-    checkpoint."""
+def _log_dataset(tracker: Tracker, cfg: DictConfig, data: ImageData) -> None:
+    """The dataset's splits (train, val when held out, test) as run inputs, read from
+    ``data.root`` (or the dataset's usual folder; digits: none, the code)."""
+    if tracker.run_id is None:  # no tracking, or not rank 0
+        return
+    t0 = time.perf_counter()
+    splits = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y),
+              "test": (data.test_x, data.test_y)}
+    root = cfg.data.get("root") or DATASETS[data.name].default_root
+    tracker.log_dataset(data.name, {k: (x.numpy(), y.numpy()) for k, (x, y) in splits.items()
+                                    if y is not None},
+                        source=str(Path(root).expanduser().resolve()) if root else None)
+    log.debug("dataset logged in %.2f s", time.perf_counter() - t0)
+
+
+def _log_model(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: ImageData
+               ) -> str | None:
+    """The trained model (tracking.log_model; tracking/logged_model.py), its input the
+    normalised images predict expects; returns its model id (None: not logged). A model
+    torch.export cannot trace is not logged: a warning and a ``model_error`` tag, the job goes
+    on."""
+    t0 = time.perf_counter()
+    example = normalize(data.test_x[:2], data.mean, data.std)
+    metadata = {"input": "float32 (B, C, H, W) images normalised as in training: "
+                         "(pixel / 255 - mean) / std per channel",
+                "output": "float32 (B, num_classes) logits",
+                "mean": list(data.mean), "std": list(data.std), "classes": list(data.classes),
+                "dataset": data.name, "image_size": data.image_size, "model": str(cfg.model.name)}
+    try:
+        info = tracker.log_model(trainer.model, example, step=trainer.epoch, metadata=metadata)
+    except ModelExportError as err:
+        log.warning("the model was not logged to MLflow (torch.export failed): %s", err)
+        tracker.set_tags({"model_error": redact(str(err))[:5000]})
+        return None
+    if info is None:
+        return None
+    log.debug("model logged in %.2f s", time.perf_counter() - t0)
+    log.info("MLflow model %s%s", info.uri, f", registered as {info.registered}"
+             if info.registered else "")
+    return info.model_id
+
+
+def _log_results(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: ImageData,
+                 final: dict[str, float], job_time: float, out_dir: Path) -> None:
+    """The model (``tracking.log_model``), the final metrics (linked to the model), the job's
+    Hydra config and (``tracking.log_checkpoint``) its checkpoint."""
+    model_id = _log_model(tracker, cfg, trainer, data) if tracker.run_id else None
+    # n_test: the test set's own sampling error (a binomial sd) is read off it by analysis/
+    extra = {"n_test": float(len(data.test_y))}
+    if "val_acc" in final:  # the selection metric: the test accuracy is only reported
+        extra |= {"final_val_acc": final["val_acc"], "n_val": float(len(data.val_y))}
     tracker.log_metrics({"final_test_acc": final["test_acc"],
                          "best_test_acc": final["best_test_acc"],
                          "num_params": final["num_params"],
                          "job_time_s": job_time,
-                         "overhead_s": job_time - final["compute_time_s"]},
-                        step=trainer.epoch)
+                         "overhead_s": job_time - final["compute_time_s"], **extra},
+                        step=trainer.epoch, model_id=model_id)
     hydra_dir = out_dir / ".hydra"
     if hydra_dir.exists():
         tracker.log_artifact(str(hydra_dir), "config")
@@ -226,11 +286,13 @@ def _close(tracker: Tracker, status: str, tags: dict[str, str]) -> bool:
     try:
         if tags:
             tracker.set_tags(tags)
-        tracker.finish(status)
+        tracker.finish(status)  # stops the system metrics first
         return True
     except Exception as err:  # noqa: BLE001
         log.error("could not set the tracking run's status to %s: %s", status, err)
         return False
+    finally:
+        tracker.close()  # no sampling thread outlives the job, even when finish failed
 
 
 def _interrupted(err: KeyboardInterrupt, cfg: DictConfig, tracker: Tracker, trainer: Trainer,
@@ -311,20 +373,14 @@ def training_config(cfg: DictConfig) -> dict[str, str]:
     return out
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def _tags(cfg: DictConfig, out_dir: Path) -> dict[str, str]:
+    """The job run's tags: MLflow's source tags (tracking/source_tags.py) and the project's."""
+    source = source_tags(ENTRY_POINT)
     tags = {
+        **source,
         "model": str(cfg.model.name),
         "sweep_name": str(cfg.sweep_name),
-        "git_commit": _git_commit(),
+        "git_commit": source.get(GIT_COMMIT, ""),
         "host": socket.gethostname(),
         "output_dir": str(out_dir.resolve()),
         FINGERPRINT_TAG: fingerprint(cfg),

@@ -18,15 +18,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from data import DATASETS, BatchAugment, DatasetError, load_dataset
+from data.resize import check_crop_pct
+from data.split import check_fraction, check_val_seed
 from models import ZOO_TARGETS, Mixer, model_config_errors
 from tracking import MlflowTracker
 from tracking.client import resolve_tracking_uri
+from tracking.mlflow_tracker import settings_errors
 from tracking.secrets import redact, split_credentials
 from tracking.uri import TrackingConfigError, check_artifact_location, check_tracking_uri
 from training import TrainerConfig
 
 FINAL_METRICS = ("test_acc", "test_loss", "train_loss", "reg_loss", "best_test_acc",
                  "final_test_acc", "num_params", "val_acc", "val_loss")
+VAL_METRICS = ("val_acc", "val_loss")  # reported only when data.val_fraction > 0
 
 
 class ConfigError(ValueError):
@@ -48,6 +52,7 @@ def config_errors(cfg: DictConfig) -> list[str]:
                 reader.sources(None if cfg.data.root is None else Path(cfg.data.root))
             except DatasetError as err:
                 errors.append(str(err))
+        errors += data_value_errors(cfg.data)
     if "trainer" in cfg:
         fields = {f.name for f in dataclasses.fields(TrainerConfig)}  # others: reported above
         trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -63,6 +68,39 @@ def config_errors(cfg: DictConfig) -> list[str]:
             if name not in FINAL_METRICS and not str(name).startswith("symmetry/"):
                 errors.append(f"objective={name!r} is not a metric the job reports; valid: "
                               f"{list(FINAL_METRICS)} or a symmetry/* metric")
+            val_fraction = OmegaConf.select(cfg, "data.val_fraction", default=None)
+            if name in VAL_METRICS and val_fraction == 0:
+                errors.append(f"objective={name!r} needs a validation split, but "
+                              f"data.val_fraction={val_fraction}; set data.val_fraction in "
+                              f"(0, 1) (e.g. 0.1) or choose an objective other than "
+                              f"{' / '.join(VAL_METRICS)}")
+    return errors
+
+
+def data_value_errors(data: DictConfig) -> list[str]:
+    """The values of ``data`` that load_dataset or BatchAugment would refuse when the job
+    starts (val_fraction, val_seed, eval_crop_pct, the augment settings: a RandAugment spec...),
+    found without loading anything: BatchAugment is built with stand-in statistics."""
+    errors = []
+    checks = ((check_fraction, "val_fraction"), (check_val_seed, "val_seed"),
+              (check_crop_pct, "eval_crop_pct"))
+    for check, key in checks:
+        if key in data:
+            try:
+                check(data[key])
+            except ValueError as err:
+                errors.append(f"data.{key}: {err}")
+    augment = data.get("augment")
+    if isinstance(augment, DictConfig):
+        kwargs = OmegaConf.to_container(augment, resolve=True)
+        accepted = _keywords(BatchAugment) or set()
+        channels = data.get("channels") or 1
+        try:
+            BatchAugment(**{k: v for k, v in kwargs.items() if k in accepted},
+                         num_classes=int(data.get("num_classes") or 1),
+                         mean=(0.5,) * channels, std=(0.5,) * channels)
+        except (ValueError, TypeError) as err:
+            errors.append(f"data.augment: {err}")
     return errors
 
 
@@ -87,7 +125,7 @@ def top_level_errors(cfg: DictConfig) -> list[str]:
 _SECTIONS: dict[str, tuple[Callable[..., object], tuple[str, ...], tuple[str, ...]]] = {
     "trainer": (TrainerConfig, (), ()),
     "data": (load_dataset, ("seed",), ("augment",)),
-    "data.augment": (BatchAugment, ("label_smoothing", "num_classes"), ()),
+    "data.augment": (BatchAugment, ("label_smoothing", "num_classes", "mean", "std"), ()),
     "tracking": (MlflowTracker, (), ("enabled", "log_checkpoint")),
     "model": (Mixer, (), ("_target_",)),  # checked when _target_ builds a zoo model
 }
@@ -179,6 +217,10 @@ def tracking_errors(tracking: DictConfig) -> list[str]:
                 check(str(value))
         except TrackingConfigError as err:
             errors.append(str(err))
+    # the records' settings (system metrics, model logging), before any job starts
+    errors += settings_errors(**{k: tracking[k] for k in (
+        "system_metrics", "system_metrics_interval_s", "log_model", "register_model")
+        if k in tracking})
     return errors
 
 

@@ -15,12 +15,14 @@ from mlflow.tracking import MlflowClient
 ROOT = Path(__file__).resolve().parents[1]
 RUN = str(ROOT / "sweep" / "run.py")
 # the smallest useful job: 8x8 digits, C 16, depth 2
+# (no model logged: ~1 s of torch.export per job; tests/test_mlflow_records.py checks it)
 TINY = ["data=digits", "model.dim=16", "model.depth=2", "trainer.epochs=1",
-        "trainer.progress=lines", "trainer.lr=4e-3"]
+        "trainer.progress=lines", "trainer.lr=4e-3", "tracking.log_model=false"]
 # a job to interrupt: batch 2 makes epochs long enough (~1 s) to act mid-training; 1 thread as
 # on SLURM
 SLOW_JOB = ["data=digits", "model.dim=16", "model.depth=2", "trainer.batch_size=2",
-            "trainer.threads=1", "trainer.lr=4e-3", "trainer.progress=lines"]
+            "trainer.threads=1", "trainer.lr=4e-3", "trainer.progress=lines",
+            "tracking.log_model=false"]
 
 
 def run_job(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from scipy import stats
@@ -25,7 +26,7 @@ SCRIPT = str(ROOT / "analysis" / "make_figures.py")
 # name -> pixel size (inches x DPI 200, analysis/style.py)
 EXPECTED = {"fig1_accuracy": (1400, 800), "fig2_accuracy_vs_lambda": (1400, 800),
             "fig3a_vanilla_symmetry": (1600, 1200), "fig3b_v_ratio_vs_lambda": (1800, 760),
-            "fig4_energy": (1800, 760)}
+            "fig4_energy": (2200, 1280)}
 
 
 def make_figures_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -54,7 +55,8 @@ def child_runs_frame(store) -> pd.DataFrame:
         run = client.get_run(rid)
         rows.append({"run_id": rid, "model": run.data.params["model.name"],
                      "sb_lambda": float(run.data.params["model.sb_lambda"]),
-                     "acc": run.data.metrics["final_test_acc"]})
+                     "acc": run.data.metrics["final_test_acc"],
+                     "val": run.data.metrics.get("val_acc", float("nan"))})
     return pd.DataFrame(rows)
 
 
@@ -71,7 +73,8 @@ def test_figures_exist_with_expected_size(figures):
     # the figures without runs are named as skipped, with the reason
     assert "skipped fig5_n_iter: needs runs at >= 2 values of model.n_iter" in proc.stdout
     assert "skipped fig6_optuna: no Optuna trial runs" in proc.stdout
-    for table in ("table1_accuracy", "table2_accuracy_vs_lambda", "table4_energy"):
+    for table in ("table1_accuracy", "table2_accuracy_vs_lambda", "table2b_best_lambda",
+                  "table4_energy"):
         for ext in ("csv", "md", "tex"):
             assert (out / f"{table}.{ext}").stat().st_size > 0
     tex = (out / "table1_accuracy.tex").read_text()
@@ -177,6 +180,18 @@ def test_lambda_table_matches_mlflow(figures, analysis_sweep):
     assert ref0 == pytest.approx(asym[0.0])
     sym = table[table["curve"] == "sym"]["acc_mean"].item()
     assert sym == pytest.approx(df[df["model"] == "sym"]["acc"].mean())
+    # the vanilla Mixer is a reference row too (figure 2 draws it as a line)
+    vanilla = table[table["curve"] == "vanilla"]["acc_mean"].item()
+    assert vanilla == pytest.approx(df[df["model"] == "vanilla"]["acc"].mean())
+    # the best lam: the highest mean validation accuracy, never the test accuracy
+    best = pd.read_csv(out / "table2b_best_lambda.csv")
+    val = df[df["model"] == "asym"].groupby("sb_lambda")["val"].mean()
+    if val.notna().any():
+        assert best["selected_on"].item() == "val_acc"
+        assert best["λ"].item() == val.idxmax()
+        assert best["val_acc_mean"].item() == pytest.approx(val.max())
+    else:  # the fixture's jobs held out no validation split
+        assert best["selected_on"].item() == "none: no val_acc"
 
 
 def test_vanilla_symmetry_table_matches_mlflow(figures, analysis_sweep):
@@ -214,22 +229,28 @@ def test_energy_from_checkpoints(figures):
     out, _ = figures
     table = pd.read_csv(out / "table4_energy.csv")
     assert set(table["model"]) == {"SymMixer", "AsymMixer λ=0"}
-    sym = table[table["model"] == "SymMixer"]
-    # the theorem: the symmetric block's energy never rises along the dynamics
-    assert (sym["steps_energy_rose"] == 0).all()
+    assert set(table["start"]) == {"gaussian", "real"}
+    assert set(table["norm"]) == {"affine-free", "affine"}
+    sym = table[(table["model"] == "SymMixer") & (table["norm"] == "affine-free")]
+    # the theorem: the affine-free symmetric block's energy never rises along the dynamics,
+    # from Gaussian states and from the run's own test images
+    assert len(sym) == 2 * 3 and (sym["steps_energy_rose"] == 0).all()
     assert (sym["E_end"] < sym["E_start"]).all()
     assert set(table["S"]) == {4} and set(table["C"]) == {16}  # 8x8 digits, patch 4: 2x2 tokens
     # the census: every block (depth 2) of every sym / asym run of the fixture (4 variants x 2
-    # seeds), and the figure shows the block where E rose most often, if it rose anywhere
+    # seeds) x 2 starts x 2 norms, and the figure shows the block where E rose most often
     census = pd.read_csv(out / "table4b_energy_every_block.csv")
-    assert len(census) == 8 * 2 and set(census["block"]) == {0, 1}
-    assert (census[census["model"] == "SymMixer"]["steps_energy_rose"] == 0).all()
-    asym = census[census["model"] != "SymMixer"]
-    if asym["steps_energy_rose"].max() > 0:
-        worst = asym.loc[asym["steps_energy_rose"].idxmax()]
+    assert len(census) == 8 * 2 * 2 * 2 and set(census["block"]) == {0, 1}
+    free = census[(census["model"] == "SymMixer") & (census["norm"] == "affine-free")]
+    assert len(free) == 8 and (free["steps_energy_rose"] == 0).all()
+    per_block = census[census["model"] != "SymMixer"].groupby(
+        ["run_name", "block"], sort=False)["steps_energy_rose"].sum()
+    if per_block.max() > 0:
+        run_name, block = per_block.idxmax()
         shown = table[table["model"] != "SymMixer"]
-        assert (shown["run_name"] == worst["run_name"]).all()
-        assert (shown["block"] == worst["block"]).all()
+        assert (shown["run_name"] == run_name).all() and (shown["block"] == block).all()
+    summary = pd.read_csv(out / "table4c_energy_census.csv")
+    assert summary["steps_energy_rose"].sum() == census["steps_energy_rose"].sum()
 
 
 def test_energy_from_checkpoint_artifacts(figures, analysis_sweep):
@@ -341,12 +362,15 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
         assert img.size == (1200, 800)
 
 
-def test_optuna_figures_from_the_study(tmp_path):
+def test_optuna_figures_from_the_study(tmp_path, monkeypatch):
     """With the study's journal in the sweep dir (as the Optuna sweeper leaves it), history,
     importances and the λ slice come from Optuna itself."""
     import optuna
     import yaml
 
+    from analysis import fig_optuna
+
+    figs = capture_figures(monkeypatch, fig_optuna, save=True)
     sweep_dir = tmp_path / "multirun" / "search"
     sweep_dir.mkdir(parents=True)
     storage_url = f"journal://{sweep_dir / 'optuna_journal.log'}"
@@ -394,3 +418,239 @@ def test_optuna_figures_from_the_study(tmp_path):
     for name in ("fig6a_optuna_history", "fig6b_optuna_importances", "fig6c_optuna_lambda_slice"):
         with Image.open(tmp_path / "out" / f"{name}.png") as img:
             assert img.size == (1400, 800)
+        # every title lies inside its figure
+        fig = figs[name]
+        renderer = FigureCanvasAgg(fig).get_renderer()  # a closed figure keeps no canvas
+        for text in [fig._suptitle, *(a.title for a in fig.axes)]:
+            if text is not None and text.get_text():
+                box = text.get_window_extent(renderer)
+                assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, name
+    # the λ slice is coloured by the most important other parameter
+    slice_ax = figs["fig6c_optuna_lambda_slice"].axes[0]
+    assert slice_ax.get_legend().get_title().get_text() == "model.depth"
+    # the trials ranked on the study's objective (test_acc here: an old study, said so)
+    assert trials.loc[trials["value"].idxmax(), "rank"] == 1
+    assert "test_acc_reported" in trials and "biased upwards" in " ".join(trials.attrs["notes"])
+
+
+# --- selection on validation, statistics, reference lines, null band (issue 15) -------------
+# Run tables built by hand (no training, no MLflow store): fast checks of the properties.
+
+SHAPE = {"model.img_size": "8", "model.patch_size": "4", "model.token_ratio": "0.5",
+         "model.channel_ratio": "4.0", "model.depth": "2", "model.dim": "16",
+         "model.n_iter": "1", "data.name": "digits"}
+
+
+def hand_runs(rows: list[dict]) -> pd.DataFrame:
+    """A run table as load_runs returns it, from rows {model, lam, seed, acc[, val, n_test,
+    params]}."""
+    from analysis.load_runs import add_typed_columns
+
+    table = []
+    for i, r in enumerate(rows):
+        row = {"run_id": f"r{i}", "run_name": f"r{i}", "status": "FINISHED",
+               "params.model.name": r["model"], "params.model.sb_lambda": str(r.get("lam", 0.0)),
+               "params.seed": str(r["seed"]), "metrics.final_test_acc": r["acc"],
+               **{f"params.{k}": v for k, v in {**SHAPE, **r.get("params", {})}.items()}}
+        if "val" in r:
+            row["metrics.val_acc"] = r["val"]
+        if "n_test" in r:
+            row["metrics.n_test"] = r["n_test"]
+        table.append(row)
+    return add_typed_columns(pd.DataFrame(table))
+
+
+def hand_tables(runs: pd.DataFrame, epochs: list[tuple] | None = None):
+    from analysis.load_runs import RunTables
+
+    return RunTables(runs=runs, epochs=pd.DataFrame(epochs or [], columns=[
+        "run_id", "epoch", "metric", "value"]))
+
+
+def capture_figures(monkeypatch, module, save: bool = False) -> dict:
+    """Keep each figure ``module`` draws (name -> Figure), and write its files only when
+    ``save``."""
+    figs: dict = {}
+    original = module.save_figure
+
+    def keep(fig, out, name):
+        figs[name] = fig
+        return original(fig, out, name) if save else []
+    monkeypatch.setattr(module, "save_figure", keep)
+    return figs
+
+
+def test_holm_against_a_hand_computed_example():
+    from analysis.significance import holm
+
+    # sorted: 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> max so far 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # a NaN is no test: m = 2, and it stays NaN; the adjustment is capped at 1
+    adj = holm([0.02, np.nan, 0.6])
+    assert adj[0] == pytest.approx(0.04) and np.isnan(adj[1]) and adj[2] == pytest.approx(0.6)
+    assert holm([0.5, 0.7]) == pytest.approx([1.0, 1.0])
+    assert len(holm([])) == 0
+
+
+def test_binomial_sd_of_the_test_set():
+    from analysis.significance import binomial_sd
+
+    # the figure quoted in SCIENCE.md: +-0.36 points at 85 % with 10 000 test images
+    assert binomial_sd(85.0, 10_000) == pytest.approx(0.357, abs=5e-4)
+    assert binomial_sd(50.0, 100) == pytest.approx(5.0)
+    assert np.isnan(binomial_sd(85.0, np.nan))
+
+
+def test_welch_table_holm_column_over_its_family():
+    runs = hand_runs([{"model": m, "seed": s, "acc": a + s} for m, a in
+                      (("vanilla", 80), ("sym", 74), ("para", 79.5)) for s in (0, 1, 2)]
+                     + [{"model": "asym", "lam": lam, "seed": s, "acc": 77 + s + lam}
+                        for lam in (0.0, 1.0) for s in (0, 1, 2)])
+    table = welch_table(runs, "vanilla")
+    assert len(table) == 4
+    p = table["p"].to_numpy()
+    order = np.argsort(p)
+    expected = np.maximum.accumulate(np.minimum(1, (4 - np.arange(4)) * p[order]))
+    assert table["p_holm"].to_numpy()[order] == pytest.approx(expected)
+    assert (table["p_holm"] >= table["p"]).all()
+    assert any("Holm" in n and "m = 4" in n for n in table.attrs["notes"])
+
+
+def test_accuracy_table_has_val_and_test_and_the_test_sd():
+    from analysis.fig_accuracy import accuracy_table
+    from analysis.tables import to_markdown
+
+    runs = hand_runs([{"model": m, "seed": s, "acc": a + s, "val": a + 1 + s, "n_test": 10_000}
+                      for m, a in (("vanilla", 84), ("sym", 80)) for s in (0, 1)])
+    table = accuracy_table(runs).set_index("model")
+    assert table.loc["vanilla", "acc_mean"] == pytest.approx(84.5)
+    assert table.loc["vanilla", "val_acc_mean"] == pytest.approx(85.5)
+    assert table.loc["sym", "val_acc_std"] == pytest.approx(np.std([81, 82], ddof=1))
+    assert table.loc["vanilla", "n_test"] == 10_000
+    assert table.loc["vanilla", "test_sd"] == pytest.approx(
+        100 * np.sqrt(0.845 * 0.155 / 10_000))
+    md = to_markdown(accuracy_table(runs))
+    assert "val_acc_mean" in md and "never used to select" in md and "±0.36" in md
+    # an older store: no val_acc, no n_test: the columns say "–" and the notes say why
+    old = hand_runs([{"model": m, "seed": s, "acc": 80.0 + s} for m in ("vanilla", "sym")
+                     for s in (0, 1)])
+    md = to_markdown(accuracy_table(old))
+    assert md.splitlines()[2].endswith("| – | – | – | – |")
+    assert "logged no val_acc" in md and "did not log n_test" in md
+
+
+def lambda_runs(with_val: bool = True, vanilla: bool = True) -> pd.DataFrame:
+    """AsymMixer at 3 lam, SymMixer and the vanilla Mixer, 2 seeds. The test accuracy peaks at
+    lam 1e-2 but the validation accuracy at 1e-4: selection must follow the validation."""
+    test = {1.0: 70.0, 1e-2: 79.0, 1e-4: 76.0, 0.0: 75.0}
+    val = {1.0: 70.0, 1e-2: 74.0, 1e-4: 78.0, 0.0: 75.0}
+    rows = [{"model": "asym", "lam": lam, "seed": s, "acc": test[lam] + s,
+             **({"val": val[lam] + s} if with_val else {})} for lam in test for s in (0, 1)]
+    rows += [{"model": "sym", "seed": s, "acc": 68.0 + s} for s in (0, 1)]
+    if vanilla:
+        rows += [{"model": "vanilla", "seed": s, "acc": 82.0 + s} for s in (0, 1)]
+    return hand_runs(rows)
+
+
+def test_lambda_figure_draws_sym_and_vanilla_references(monkeypatch, tmp_path):
+    from analysis import fig_lambda
+
+    figs = capture_figures(monkeypatch, fig_lambda)
+    drawn = fig_lambda.draw(hand_tables(lambda_runs()), tmp_path)
+    assert drawn.note == ""
+    ax = figs[fig_lambda.NAME].axes[0]
+    horizontal = {round(float(line.get_ydata()[0]), 6) for line in ax.lines
+                  if len(set(line.get_ydata())) == 1 and list(line.get_xdata()) == [0, 1]}
+    # the means of SymMixer (68.5), the vanilla Mixer (82.5) and AsymMixer lam = 0 (75.5)
+    assert {68.5, 82.5, 75.5} <= horizontal
+    labels = {t.get_text() for t in figs[fig_lambda.NAME].legends[0].get_texts()}
+    assert {"SymMixer", "MLP-Mixer (vanilla)", "AsymMixer λ=0"} <= labels
+    table = drawn.tables["table2_accuracy_vs_lambda"]
+    assert table.loc[table["curve"] == "vanilla", "acc_mean"].item() == pytest.approx(82.5)
+    # the best lam is chosen on the validation accuracy (1e-4), not on the test one (1e-2)
+    best = drawn.tables["table2b_best_lambda"]
+    assert best["selected_on"].item() == "val_acc" and best["λ"].item() == 1e-4
+    assert best["test_acc_mean"].item() == pytest.approx(76.5)
+    # without vanilla runs the figure says its reference is missing
+    drawn = fig_lambda.draw(hand_tables(lambda_runs(vanilla=False)), tmp_path)
+    assert drawn.note == "no MLP-Mixer (vanilla) runs in the selection: reference line missing"
+    # runs without a validation split: nothing is selected, never the test-best lam
+    best = fig_lambda.best_lambda_table(lambda_runs(with_val=False))
+    assert best["selected_on"].item() == "none: no val_acc" and np.isnan(best["λ"].item())
+
+
+def test_figures_never_average_configurations_or_search_trials():
+    from analysis.fig_accuracy import accuracy_table
+    from analysis.figure_result import Skipped
+    from analysis.groups import replicates, varied
+
+    runs = hand_runs([{"model": "vanilla", "seed": s, "acc": 80.0 + s + 10 * (init == "tied"),
+                       "params": {"model.init": init, "trainer.device": f"cuda:{s}"}}
+                      for init in ("default", "tied") for s in (0, 1)])
+    # model.init tells the runs apart; the device does not change what is trained
+    assert varied(runs) == ["params.model.init"]
+    table = accuracy_table(runs)
+    assert list(table["acc_mean"]) == [80.5, 90.5] and list(table["seeds"]) == [2, 2]
+    trials = runs.assign(**{"tags.optuna_trial": ["0", "1", "2", "3"]})
+    with pytest.raises(Skipped, match="trials of an Optuna search"):
+        replicates(trials)
+
+
+def test_vanilla_symmetry_null_band_and_epoch_0(monkeypatch, tmp_path):
+    from analysis import fig_symmetry
+
+    runs = hand_runs([{"model": "vanilla", "seed": s, "acc": 80.0} for s in (0, 1)])
+    epochs = [(rid, e, f"symmetry/b{b}/{part}/{m}", 0.01 * e + (0.5 if m == "symfrac" else 0))
+              for rid in runs["run_id"] for e in (0, 1, 2) for b in (0, 1)
+              for part in ("token", "channel") for m in ("cos", "symfrac")]
+    figs = capture_figures(monkeypatch, fig_symmetry)
+    drawn = fig_symmetry.draw_vanilla(hand_tables(runs, epochs), tmp_path)
+    table = drawn.tables["table3a_vanilla_symmetry"]
+    assert set(table["epoch"]) == {0, 1, 2}
+    # 8x8 px, patch 4: S = 4 tokens; C = 16: token h = 8, channel h = 64
+    sd = {"token": 1 / np.sqrt(4 * 8), "channel": 1 / np.sqrt(16 * 64)}
+    axes = figs[fig_symmetry.NAME_VANILLA].axes
+    for ax, (measure, part) in zip(axes, [("cos", "token"), ("cos", "channel"),
+                                         ("symfrac", "token"), ("symfrac", "channel")],
+                                   strict=True):
+        centre, half = (0.0, 2 * sd[part]) if measure == "cos" else (0.5, sd[part])
+        rows = table[(table["measure"] == measure) & (table["part"] == part)]
+        assert rows["null_lo"].to_numpy() == pytest.approx(centre - half)
+        spans = [p.get_path().get_extents(p.get_transform() - ax.transData)
+                 for p in ax.patches]
+        assert any(b.y0 == pytest.approx(centre - half) and b.y1 == pytest.approx(centre + half)
+                   for b in spans), (measure, part)
+        assert min(min(line.get_xdata()) for line in ax.lines if len(line.get_xdata())) == 0
+
+
+def test_titles_fit_the_figure():
+    from analysis.style import fit_text, new_figure
+
+    fig, ax = new_figure((4.0, 3.0))
+    title = ax.set_title("a title far too long for a figure four inches wide, " * 2)
+    size = fit_text(fig, title)
+    renderer = fig.canvas.get_renderer()
+    box = title.get_window_extent(renderer)
+    assert size < 10.5 and box.x0 >= fig.bbox.x0 - 1 and box.x1 <= fig.bbox.x1 + 1
+
+
+def test_load_runs_reads_val_acc_and_n_test(tmp_path):
+    """val_acc (latest logged value) and n_test from MLflow; a run logged before validation
+    splits existed still loads, with NaN."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("val")
+    for i, has_val in enumerate((True, False)):
+        rid = client.create_run(exp, run_name=f"r{i}").info.run_id
+        client.log_param(rid, "model.name", "sym")
+        client.log_param(rid, "objective", "val_acc" if has_val else "test_acc")
+        client.log_metric(rid, "final_test_acc", 80.0 + i, step=2)
+        if has_val:
+            client.log_metric(rid, "val_acc", 70.0, step=1)
+            client.log_metric(rid, "val_acc", 81.5, step=2)
+            client.log_metric(rid, "n_test", 360, step=0)
+        client.set_terminated(rid, "FINISHED")
+    runs = load_runs(uri, "val", metrics=["val_acc"]).runs.set_index("run_name")
+    assert runs.loc["r0", "val_acc"] == 81.5 and runs.loc["r0", "n_test"] == 360
+    assert runs.loc["r0", "objective"] == "val_acc" and runs.loc["r0", "acc"] == 80.0
+    assert np.isnan(runs.loc["r1", "val_acc"]) and np.isnan(runs.loc["r1", "n_test"])

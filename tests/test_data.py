@@ -15,14 +15,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
 from data import DATASETS, BatchAugment, DatasetError, batches, load_dataset, normalize
 from data.beta import sample_beta
 from data.cache import cache_path
-from data.resize import resize_images
-from data.split import holdout
+from data.normalize import from_pixels, to_pixels
+from data.randaugment import parse_spec
+from data.resize import eval_crop, resize_images
+from data.split import class_quotas, holdout
+from sweep.validate import config_errors
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -149,9 +153,9 @@ def test_digits_shapes_split_and_stats(tmp_path):
 
 
 def test_val_split_deterministic_and_disjoint(tmp_path):
-    a = load_dataset("digits", val_fraction=0.2, seed=3, cache_dir=str(tmp_path))
-    b = load_dataset("digits", val_fraction=0.2, seed=3, cache_dir=str(tmp_path))
-    c = load_dataset("digits", val_fraction=0.2, seed=4, cache_dir=str(tmp_path))
+    a = load_dataset("digits", val_fraction=0.2, val_seed=3, cache_dir=str(tmp_path))
+    b = load_dataset("digits", val_fraction=0.2, val_seed=3, cache_dir=str(tmp_path))
+    c = load_dataset("digits", val_fraction=0.2, val_seed=4, cache_dir=str(tmp_path))
     assert (len(a.train_y), len(a.val_y)) == (1150, 287)
     assert torch.equal(a.val_x, b.val_x) and torch.equal(a.train_y, b.train_y)
     assert not torch.equal(a.val_x, c.val_x)
@@ -161,6 +165,73 @@ def test_val_split_deterministic_and_disjoint(tmp_path):
     assert len(val) == 25 and not set(train.tolist()) & set(val.tolist())
     assert sorted(train.tolist() + val.tolist()) == list(range(100))
     assert torch.equal(train, train.sort().values)
+
+
+def test_val_split_is_stratified_and_the_same_for_every_run_seed(tmp_path):
+    full = load_dataset("digits", cache_dir=str(tmp_path))
+    runs = [load_dataset("digits", val_fraction=0.1, seed=s, cache_dir=str(tmp_path))
+            for s in (0, 1, 7)]  # val_seed 0 (the default): one split for every run
+    for other in runs[1:]:
+        assert torch.equal(other.val_x, runs[0].val_x) and torch.equal(other.train_y,
+                                                                       runs[0].train_y)
+    data = runs[0]
+    per_class, val_per_class = full.train_y.bincount(), data.val_y.bincount(minlength=10)
+    # 1437 -> 144 held out; each class floor or ceil of its share 0.1 n_k (largest remainder)
+    assert len(data.val_y) == 144 and len(data.train_y) == 1293
+    share = per_class.double() * 144 / 1437
+    assert ((val_per_class == share.floor()) | (val_per_class == share.ceil())).all()
+    assert torch.equal(data.train_y.bincount(minlength=10) + val_per_class, per_class)
+    # disjoint and together the whole train split: match images back to their rows
+    rows = {bytes(img.numpy()): i for i, img in enumerate(full.train_x)}
+    val_rows = [rows[bytes(img.numpy())] for img in data.val_x]
+    train_rows = [rows[bytes(img.numpy())] for img in data.train_x]
+    assert not set(val_rows) & set(train_rows)
+    assert len(set(val_rows) | set(train_rows)) == len(set(rows.values()))
+    # val_seed null: the run's seed draws the split
+    a, b = (load_dataset("digits", val_fraction=0.1, val_seed=None, seed=s,
+                         cache_dir=str(tmp_path)) for s in (0, 1))
+    assert torch.equal(a.val_x, data.val_x) and not torch.equal(b.val_x, data.val_x)
+
+
+def test_class_quotas_round_by_largest_remainder():
+    # shares 0.3 * (5, 3, 2) = 1.5, 0.9, 0.6: floors 1, 0, 0 sum to 1, so 2 more go to the
+    # largest remainders (0.9, 0.6); the total is n_val and every class gets floor or ceil
+    assert class_quotas(torch.tensor([5, 3, 2]), 3).tolist() == [1, 1, 1]
+    assert class_quotas(torch.tensor([6000] * 10), 6000).tolist() == [600] * 10
+    assert class_quotas(torch.tensor([4, 4, 4]), 2).tolist() == [1, 1, 0]  # ties: class order
+    y = torch.tensor([0] * 9 + [1] * 3)
+    _, train_y, _, val_y = holdout(torch.arange(12), y, 0.25, seed=0)
+    assert val_y.tolist() == [0, 0, 1] and train_y.bincount().tolist() == [7, 2]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(val_seed=1.5), r"val_seed must be an integer, or null for the run's seed, got 1.5"),
+    (dict(val_seed=True), "val_seed must be an integer"),
+    (dict(eval_crop_pct=0.0), r"eval_crop_pct must be null \(no crop\) or in \(0, 1\]"),
+    (dict(eval_crop_pct=1.5), "eval_crop_pct .* got 1.5"),
+])
+def test_split_and_crop_arguments_are_checked(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("digits", cache_dir=str(tmp_path), **kwargs)
+
+
+def test_eval_crop_resizes_then_cuts_out_the_centre(tmp_path):
+    # timm's eval transform at crop_pct 0.5: 16 px -> resize to 32, centre 16 x 16: the
+    # middle half of the image, upscaled 2x
+    x = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+    x[..., 4:12, 4:12] = 200
+    out = eval_crop(x, 0.5)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    assert (out[..., 1:15, 1:15] == 200).all() and out.float().mean() > 180
+    assert torch.equal(eval_crop(x, 1.0), x)
+    # load_dataset crops the test and validation images only, after the split
+    plain = load_dataset("digits", val_fraction=0.1, cache_dir=str(tmp_path))
+    crop = load_dataset("digits", val_fraction=0.1, eval_crop_pct=0.875,
+                        cache_dir=str(tmp_path))
+    assert torch.equal(crop.train_x, plain.train_x)
+    assert torch.equal(crop.test_x, eval_crop(plain.test_x, 0.875))
+    assert torch.equal(crop.val_x, eval_crop(plain.val_x, 0.875))
+    assert not torch.equal(crop.test_x, plain.test_x)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
@@ -568,6 +639,48 @@ def test_erase_fills_a_rectangle_per_sample():
     assert 10 < int((half != x).flatten(1).any(1).sum()) < 40
 
 
+def test_random_resized_crop_boxes_follow_timm():
+    """Channel 0 holds the column index, channel 1 the row index: each output's value range
+    is its box. Boxes hold 8 % to 100 % of the area at aspect ratio 3/4 to 4/3 (+- rounding),
+    vary per sample, and the resize reads inside the box only."""
+    b, n = 400, 32
+    cols = torch.arange(float(n)).expand(n, n)
+    x = torch.stack([cols, cols.T]).expand(b, 2, n, n).contiguous()
+    out, _ = BatchAugment(random_resized_crop=True, num_classes=2)(
+        x, torch.zeros(b, dtype=torch.long), gen())
+    assert out.shape == x.shape
+    left, right = out[:, 0].amin((1, 2)), out[:, 0].amax((1, 2))
+    top, bottom = out[:, 1].amin((1, 2)), out[:, 1].amax((1, 2))
+    box_w, box_h = right - left + 1, bottom - top + 1
+    area = box_w * box_h / n ** 2
+    assert area.min() >= 0.06 and area.max() <= 1.0 and area.std() > 0.15
+    assert (0.7 < box_w / box_h).all() and (box_w / box_h < 1.45).all()
+    assert left.min() >= 0 and right.max() <= n - 1 and len(set(left.tolist())) > 10
+    assert (out[:, 0].diff(dim=2) >= 0).all()  # upscaled, never mirrored or shuffled
+    # timm's order: crop first; padded crop and resized crop exclude each other
+    with pytest.raises(ValueError, match="random_resized_crop=true is the crop.*crop_padding=0"):
+        BatchAugment(random_resized_crop=True, crop_padding=4, num_classes=2)
+
+
+def test_randaugment_runs_on_pixel_values_and_is_reproducible():
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    pixels = torch.randint(0, 256, (16, 3, 12, 12), generator=gen(4), dtype=torch.uint8)
+    x, y = normalize(pixels, mean, std), torch.zeros(16, dtype=torch.long)
+    aug = BatchAugment(randaugment="rand-m9-mstd0.5-inc1", num_classes=2, mean=mean, std=std)
+    assert aug.randaugment.fill == (125.0, 122.0, 115.0)  # timm: round(255 * mean)
+    out, _ = aug(x, y, gen(1))
+    again, _ = aug(x, y, gen(1))
+    assert torch.equal(out, again) and not torch.equal(out, x)
+    back = to_pixels(out, mean, std)  # still whole pixel values, normalised as the test set
+    assert torch.allclose(back, (out * torch.tensor(std).view(1, 3, 1, 1)
+                                 + torch.tensor(mean).view(1, 3, 1, 1)) * 255, atol=1e-3)
+    assert torch.allclose(from_pixels(back, mean, std), out, atol=1e-6)
+    unchanged = (out == x).flatten(1).all(1)  # ~ 0.5^2 of the images draw no op
+    assert 0 < int(unchanged.sum()) < 12
+    with pytest.raises(ValueError, match="needs the images' normalisation: pass mean= and std="):
+        BatchAugment(randaugment="rand-m9-mstd0.5-inc1", num_classes=2)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(crop_padding=-1), "crop_padding"),
     (dict(mixup=-0.5), "mixup"),
@@ -575,6 +688,8 @@ def test_erase_fills_a_rectangle_per_sample():
     (dict(switch_prob=-0.1), "switch_prob"),
     (dict(label_smoothing=1.0), "label_smoothing"),
     (dict(num_classes=0), "num_classes"),
+    (dict(random_resized_crop=1), "random_resized_crop must be a bool, got 1"),
+    (dict(randaugment="rand-m9-w0"), "unknown RandAugment spec 'rand-m9-w0'"),
 ])
 def test_augment_validates_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -600,8 +715,46 @@ def test_data_configs_fit_the_api(path, tmp_path):
     reader = DATASETS[cfg.name]
     assert (cfg.channels, cfg.image_size) == (reader.channels, reader.default_image_size)
     BatchAugment(**OmegaConf.to_container(cfg.augment), num_classes=cfg.num_classes)
+    assert (cfg.val_fraction, cfg.val_seed, cfg.eval_crop_pct) == (0.1, 0, None)
+    assert (cfg.augment.random_resized_crop, cfg.augment.randaugment) == (False, None)
     if not OmegaConf.is_missing(cfg, "root") and cfg.name != "mnist":  # mnist is not installed
         data = load_dataset(cfg.name, root=cfg.root, image_size=cfg.image_size,
                             num_classes=cfg.num_classes, channels=cfg.channels, max_train=10,
-                            max_test=10, cache_dir=str(tmp_path))
-        assert data.num_classes == cfg.num_classes
+                            max_test=10, cache_dir=str(tmp_path), val_fraction=cfg.val_fraction,
+                            val_seed=cfg.val_seed, eval_crop_pct=cfg.eval_crop_pct)
+        assert data.num_classes == cfg.num_classes and data.sizes["val"] == 1
+
+
+def compose_job(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_paper_profile_data_is_timms_transform(tmp_path):
+    cfg = compose_job("profile=paper", f"data.root={tmp_path}")
+    aug = cfg.data.augment
+    assert (aug.random_resized_crop, aug.crop_padding, aug.flip) == (True, 0, True)
+    assert (aug.randaugment, aug.switch_prob, cfg.data.eval_crop_pct) == (
+        "rand-m9-mstd0.5-inc1", 0.5, 0.875)
+    built = BatchAugment(**OmegaConf.to_container(aug), num_classes=10, mean=(0.5,) * 3,
+                         std=(0.25,) * 3)
+    assert built.randaugment.spec == parse_spec("rand-m9-mstd0.5-inc1")
+    errors = config_errors(cfg)  # only: no CIFAR-10 at data.root
+    assert len(errors) == 1 and errors[0].startswith("cifar10: ")
+
+
+def test_selection_on_validation_is_checked_before_any_job():
+    assert compose_job().objective == "val_acc"
+    assert compose_job("+experiment=search").objective == "val_acc"
+    assert config_errors(compose_job("data=digits")) == []
+    errors = config_errors(compose_job("data=digits", "data.val_fraction=0"))
+    assert errors == ["objective='val_acc' needs a validation split, but data.val_fraction=0; "
+                      "set data.val_fraction in (0, 1) (e.g. 0.1) or choose an objective other "
+                      "than val_acc / val_loss"]
+    assert config_errors(compose_job("data=digits", "data.val_fraction=0",
+                                     "objective=test_acc")) == []
+    errors = config_errors(compose_job("data=digits", "data.augment.randaugment=rand-m9-x",
+                                       "data.eval_crop_pct=2", "data.val_seed=0.5"))
+    assert len(errors) == 3 and "unknown RandAugment spec 'rand-m9-x'" in errors[2]
+    assert errors[0].startswith("data.val_seed: val_seed must be an integer")
+    assert errors[1].startswith("data.eval_crop_pct: eval_crop_pct must be null")

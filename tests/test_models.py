@@ -13,11 +13,18 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from models import (
+    TOKEN_MIXERS,
     VARIANTS,
+    Affine,
     AsymmetricMlp,
+    AttentionTokenMixer,
+    GatedBlock,
+    LayerScale,
+    LinearTokenMixer,
     Mixer,
     SymmetricMlp,
     VanillaMlp,
+    block_weights,
     cosine_symmetry,
     num_params,
     symmetric_fraction,
@@ -28,11 +35,31 @@ REGISTRY = list(VARIANTS)  # the table; tests/test_variants.py checks conf/model
 
 # Parameter counts, 10 classes, no MLP biases (SCIENCE.md; an independent re-implementation
 # of the authors' layers gives the same numbers). cpu: 28 px, 1 channel, patch 4, C 128, depth 4.
+#
+# By hand for the MetaFormer baselines (cpu: S 49, C 128, depth 4; s16: S 196, C 512, depth 8;
+# every model adds stem C*ch*p^2 + C, final norm 2C and head 10C + 10, i.e. 3 722 (cpu) and
+# 399 882 (s16)); per block:
+#   resmlp: 2 Affine 4C + linear token W S^2 + channel MLP 8C^2 + 2 LayerScales 2C
+#           cpu 4*(512 + 2 401 + 131 072 + 256) + 3 722 = 540 686
+#           s16 8*(2 048 + 38 416 + 2 097 152 + 1 024) + 399 882 = 17 509 002
+#   gmlp:   (h = 6C) LN 2C + W1 hC + W2 C h/2 + LN_v h + gating S^2 + S
+#           cpu 4*(256 + 98 304 + 49 152 + 768 + 2 401 + 49) + 3 722 = 607 442
+#           s16 8*(1 024 + 1 572 864 + 786 432 + 3 072 + 38 416 + 196) + 399 882 = 19 615 914
+#   vit:    2 LN 4C + attention Wqkv, Wo 4C^2 + channel MLP 8C^2
+#           cpu 4*(512 + 65 536 + 131 072) + 3 722 = 792 202
+#           s16 8*(2 048 + 1 048 576 + 2 097 152) + 399 882 = 25 582 090
 PINNED = {
     "vanilla": {"cpu": 653_450, "s16": 21_191_178},
     "para": {"cpu": 603_274, "s16": 19_585_546},
     "sym": {"cpu": 328_586, "s16": 10_795_530},
     "asym": {"cpu": 603_274, "s16": 19_585_546},
+    "resmlp": {"cpu": 540_686, "s16": 17_509_002},
+    "gmlp": {"cpu": 607_442, "s16": 19_615_914},
+    "vit": {"cpu": 792_202, "s16": 25_582_090},
+    # vanilla + per block the inner A1, A2 (h x h) of the implicit token mixer
+    "imixer": {"cpu": 686_218, "s16": 22_239_754},
+    # sym with a scalar gain (1) instead of the LayerNorm gain (S x C) in each block
+    "energy_metaformer": {"cpu": 303_502, "s16": 9_992_722},
 }
 
 
@@ -76,10 +103,12 @@ def test_forward_backward_every_parameter_learns(name, n_iter):
                   "model.drop_path=0.1", "model.sb_lambda=0.1")
     # the zero-initialised head would block every gradient below it; give it weights
     torch.nn.init.normal_(model.head.weight, std=0.1)
-    x = torch.randn(3, 1, 8, 8)
+    # 8 samples: drop path (0.1 in every block) removes a branch for all of them with
+    # probability 1e-8, so every parameter must get a gradient
+    x = torch.randn(8, 1, 8, 8)
     logits = model(x)
-    assert logits.shape == (3, 10)
-    loss = F.cross_entropy(logits, torch.tensor([0, 1, 2])) + model.regularizer()
+    assert logits.shape == (8, 10)
+    loss = F.cross_entropy(logits, torch.arange(8)) + model.regularizer()
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} got no gradient"
@@ -232,6 +261,14 @@ def test_vanilla_mlp_token_mixing_matches_transposed_formulation():
         ({"n_iter": 0}, "model.n_iter=0"),
         ({"drop_path": 1.0}, "model.drop_path=1.0"),
         ({"token_ratio": 0.001}, "model.token_ratio=0.001"),
+        ({"token_mixer": "conv"}, "model.token_mixer='conv' is unknown"),
+        ({"token_mixer": "attention", "num_heads": 5},
+         "model.num_heads=5 does not divide the attention's width 128"),
+        ({"token_mixer": "attention", "num_heads": 0}, "model.num_heads=0"),
+        ({"block": "gated", "mlp": "symmetric"},
+         "model.mlp='symmetric' is not defined for model.block='gated'; valid: ['vanilla']"),
+        ({"block": "gated", "channel_ratio": 4.0078125}, "channel hidden size 513"),
+        ({"layer_scale": -0.1}, "model.layer_scale=-0.1"),
     ],
 )
 def test_invalid_construction_names_value_and_valid_range(kwargs, needle):
@@ -257,3 +294,125 @@ def test_init_is_mixer_init():
     m2 = copy.deepcopy(model)
     m2.init_weights()
     assert not torch.equal(m2.blocks[0].channel_mlp.w1, w)
+
+
+# ---------------------------------------------------------------- the slots' pieces (issue 19)
+def test_mlp_token_mixer_is_the_mlp_kinds_module_with_the_same_keys():
+    # the paper variants keep their parameters and checkpoint keys through the token-mixer slot
+    for kind, cls in (("vanilla", VanillaMlp), ("symmetric", SymmetricMlp),
+                      ("asymmetric", AsymmetricMlp)):
+        mixer = TOKEN_MIXERS["mlp"](dim=16, seq_len=4, hidden=8, mlp=kind, bias=False)
+        assert type(mixer) is cls and mixer.mix_dim == -2
+    keys = set(build("vanilla", "model.depth=1").state_dict())
+    assert {"blocks.0.token_mlp.w1", "blocks.0.token_mlp.w2", "blocks.0.channel_mlp.w1",
+            "blocks.0.norm1.weight", "norm.weight", "head.weight"} <= keys
+    assert not any("ls_" in k for k in keys)  # LayerScale off: no parameter
+
+
+def test_affine_is_identity_at_init_and_per_channel():
+    torch.manual_seed(0)
+    aff = Affine(5)
+    x = torch.randn(2, 3, 5)
+    torch.testing.assert_close(aff(x), x, rtol=0, atol=0)
+    with torch.no_grad():
+        aff.alpha.copy_(torch.arange(5.0))
+        aff.beta.fill_(2.0)
+    torch.testing.assert_close(aff(x), x * torch.arange(5.0) + 2.0)
+    aff.reset_parameters()
+    torch.testing.assert_close(aff(x), x, rtol=0, atol=0)
+    resmlp = build("resmlp", "model.dim=16")
+    assert all(isinstance(m, Affine) for blk in resmlp.blocks for m in (blk.norm1, blk.norm2))
+    assert isinstance(resmlp.norm, Affine)  # the final norm follows model.norm
+
+
+def test_layer_scale_starts_at_its_init_value():
+    model = build("resmlp", "model.dim=16", "model.depth=2")
+    scales = [m for m in model.modules() if isinstance(m, LayerScale)]
+    assert len(scales) == 4  # token and channel branch of 2 blocks
+    for ls in scales:
+        assert torch.equal(ls.gamma, torch.full((16,), 0.1))
+        ls.gamma.data.mul_(3)
+    model.init_weights()
+    assert all(torch.equal(ls.gamma, torch.full((16,), 0.1)) for ls in scales)
+    # a ResMLP block at init: x + 0.1 W(x) along tokens, then x + 0.1 MLP(x) along channels
+    blk = model.blocks[0].eval()
+    x = torch.randn(2, 4, 16)
+    y = x + 0.1 * (blk.token_mlp.weight @ x)
+    y = y + 0.1 * blk.channel_mlp(y)
+    torch.testing.assert_close(blk(x), y)
+
+
+def test_gating_unit_at_init_passes_u_through():
+    torch.manual_seed(0)
+    blk = GatedBlock(dim=8, seq_len=5, token_hidden=4, channel_hidden=12, token_mixer="gating",
+                     norm="token")
+    v = torch.randn(3, 5, 6)
+    gate = blk.spatial_gate(v)
+    assert (gate - 1).abs().max() < 1e-4  # W_s ~ 0, b_s = 1
+    x = torch.randn(3, 5, 8)
+    u = F.gelu(F.linear(blk.norm(x), blk.channel_mlp.w1))[..., :6]
+    torch.testing.assert_close(blk(x), x + F.linear(u, blk.channel_mlp.w2), atol=1e-4, rtol=0)
+    # the gate is the spatial unit: W_s mixes tokens, after a LayerNorm of v
+    with torch.no_grad():
+        blk.token_mlp.weight.normal_()
+    ref = blk.token_mlp.weight @ blk.norm_v(v) + blk.token_mlp.bias[:, None]
+    torch.testing.assert_close(blk.spatial_gate(v), ref)
+
+
+def test_attention_is_permutation_equivariant_over_tokens():
+    torch.manual_seed(0)
+    attn = AttentionTokenMixer(dim=16, seq_len=6, hidden=8, mlp="vanilla", bias=True,
+                               num_heads=4).double()
+    x = torch.randn(2, 6, 16, dtype=torch.double)
+    perm = torch.randperm(6)
+    torch.testing.assert_close(attn(x[:, perm]), attn(x)[:, perm])
+    # a whole ViT (token norm, no position embedding) keeps it; mean pooling then forgets it
+    vit = build("vit", "model.dim=16", "model.depth=2").double().eval()
+    tokens = torch.randn(2, 4, 16, dtype=torch.double)
+    perm = torch.tensor([2, 0, 3, 1])
+    out, out_p = tokens, tokens[:, perm]
+    for blk in vit.blocks:
+        out, out_p = blk(out), blk(out_p)
+    torch.testing.assert_close(out_p, out[:, perm])
+    # ... unlike the linear token mixer, which sees positions
+    lin = LinearTokenMixer(dim=16, seq_len=6, hidden=8, mlp="vanilla", bias=False).double()
+    swap = torch.tensor([1, 0, 2, 3, 4, 5])
+    assert not torch.allclose(lin(x[:, swap]),
+                              lin(x)[:, swap])
+
+
+def test_attention_matches_the_textbook_formula():
+    torch.manual_seed(0)
+    attn = AttentionTokenMixer(dim=8, seq_len=5, hidden=4, mlp="vanilla", bias=False,
+                               num_heads=2).double()
+    x = torch.randn(3, 5, 8, dtype=torch.double)
+    q, k, v = attn.qkv(x).split(8, dim=-1)
+    heads = []
+    for h in range(2):
+        sl = slice(4 * h, 4 * h + 4)
+        a = torch.softmax(q[..., sl] @ k[..., sl].transpose(1, 2) / 2.0, dim=-1)  # sqrt(4)
+        heads.append(a @ v[..., sl])
+    torch.testing.assert_close(attn(x), attn.proj(torch.cat(heads, dim=-1)))
+
+
+@pytest.mark.parametrize("overrides", [("model=para", "model.token_mixer=attention"),
+                                       ("model=sym", "model.layer_scale=0.1"),
+                                       ("model=resmlp",)])
+def test_energy_refuses_blocks_it_does_not_describe(overrides):
+    name, *rest = overrides
+    model = build(name.split("=")[1], "model.dim=16", *rest)
+    with pytest.raises(ValueError, match="the energy is defined (for|without)"):
+        block_weights(model.blocks[0])
+
+
+def test_mlp_kinds_apply_to_channel_mlps_of_the_new_models():
+    # symmetric / asymmetric channel MLPs in ResMLP and ViT; the gated block refuses them
+    for name in ("resmlp", "vit"):
+        sym = build(name, "model.dim=16", "model.mlp=symmetric", "model.name=oneoff")
+        assert all(isinstance(b.channel_mlp, SymmetricMlp) for b in sym.blocks)
+        asym = build(name, "model.dim=16", "model.mlp=asymmetric", "model.name=oneoff",
+                     "model.sb_lambda=0.5")
+        assert asym.regularizer() > 0
+        assert "symmetry/b0/channel/v_ratio" in asym.symmetry_measures()
+    gm = build("gmlp", "model.dim=16").symmetry_measures()
+    assert -1 <= gm["symmetry/b0/channel/cos"] <= 1 and "symmetry/b0/token/cos" not in gm

@@ -7,9 +7,10 @@ SQLite file). The parent's identity ``{"tracking_uri", "experiment_id", "run_id"
 to ``<sweep dir>/.mlflow_parent_run.json`` (``PARENT_FILE``), which every job (local or on
 SLURM, sharing the file system) reads to nest its run under it (tag ``mlflow.parentRunId``), and
 which a restarted sweep (same sweep dir, e.g. a resumed Optuna study) reuses. A parent run
-carries the tags ``sweep=true`` and ``sweep_dir``. The side file is readable by its owner only
-(0600) and holds the URI without any ``user:password@`` (tracking/secrets.py: the jobs find the
-credentials in the environment they inherit).
+carries the tags ``sweep=true`` and ``sweep_dir``, and MLflow's source tags
+(tracking/source_tags.py: the driver's script, ``sweep/run.py``, and its git commit). The side
+file is readable by its owner only (0600) and holds the URI without any ``user:password@``
+(tracking/secrets.py: the jobs find the credentials in the environment they inherit).
 
 Plain arguments only (sweep dir, URI, retry policy): the Hydra glue is sweep/mlflow_parent.py.
 """
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracking.client import TrackingClient, open_client
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
 from tracking.secrets import create_private
+from tracking.source_tags import USER, source_tags, user
 
 PARENT_FILE = ".mlflow_parent_run.json"
 PARENT_TAG = "mlflow.parentRunId"  # on a job's run: its sweep's parent run id
@@ -60,11 +64,13 @@ def open_parent(sweep_dir: str | Path, *, tracking_uri: str, experiment: str,
                 experiment_description: str | None, run_name: str, note: str,
                 tags: dict[str, str], retries: int = DEFAULT_RETRIES,
                 backoff_s: float = DEFAULT_BACKOFF_S,
-                artifact_location: str | None = None) -> ParentRun:
+                artifact_location: str | None = None,
+                source: Mapping[str, str] | None = None) -> ParentRun:
     """Reopen (status RUNNING) the parent run of a restarted sweep, else create it: experiment
     ``experiment`` (created with ``experiment_description`` and ``artifact_location``, the
     jobs' rule in TrackingClient.experiment_id, if missing), run ``run_name`` with
-    ``tags``, ``sweep=true``, ``sweep_dir`` and the UI description ``note``; then write the side
+    ``tags``, ``sweep=true``, ``sweep_dir``, the UI description ``note`` and the source tags
+    ``source`` (None: those of this process's script, ``sys.argv[0]``); then write the side
     file."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +84,9 @@ def open_parent(sweep_dir: str | Path, *, tracking_uri: str, experiment: str,
         log.info("MLflow: resuming sweep parent run %s", parent.run_id)
         return parent
     exp_id = client.experiment_id(experiment, experiment_description, artifact_location)
-    run_tags = {**tags, SWEEP_TAG: "true", "sweep_dir": str(sweep_dir.resolve()),
-                NOTE_TAG: note}
+    source = source_tags(sys.argv[0]) if source is None else source
+    run_tags = {USER: user(), **source, **tags, SWEEP_TAG: "true",
+                "sweep_dir": str(sweep_dir.resolve()), NOTE_TAG: note}
     run = client.call("create parent run",
                       lambda c: c.create_run(exp_id, run_name=run_name, tags=run_tags))
     parent = ParentRun(client.uri, run.info.run_id, exp_id)  # client.uri: no credentials

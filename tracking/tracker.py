@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 class Tracker(Protocol):
@@ -29,8 +33,9 @@ class Tracker(Protocol):
         (e.g. its config fingerprint), else nothing is logged to it and an error is raised."""
         ...
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """All metrics of one step in one call."""
+    def log_metrics(self, metrics: dict[str, float], step: int,
+                    model_id: str | None = None) -> None:
+        """All metrics of one step in one call (with ``model_id``: also that logged model's)."""
         ...
 
     def last_step(self, key: str) -> int | None:
@@ -43,7 +48,22 @@ class Tracker(Protocol):
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None: ...
 
     def finish(self, status: str) -> None:
-        """Set the terminal status: FINISHED, FAILED or KILLED."""
+        """Set the terminal status: FINISHED, FAILED or KILLED (after ``close``)."""
+        ...
+
+    # The job's records besides the training loop's (sweep/task.py logs them)
+    def log_dataset(self, name: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    source: str | None = None) -> None:
+        """The dataset as run inputs: ``splits`` maps train / val / test to (images, labels)."""
+        ...
+
+    def log_model(self, model: torch.nn.Module, example: torch.Tensor, step: int,
+                  metadata: Mapping[str, Any]) -> Any:
+        """The trained model (``example``: normalised input images); its info, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release what the run holds open (a sampling thread); idempotent."""
         ...
 
 
@@ -55,7 +75,8 @@ class NullTracker:
     def start(self, **_: object) -> str | None:
         return None
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int,
+                    model_id: str | None = None) -> None:
         pass
 
     def last_step(self, key: str) -> int | None:
@@ -68,4 +89,15 @@ class NullTracker:
         pass
 
     def finish(self, status: str) -> None:
+        pass
+
+    def log_dataset(self, name: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    source: str | None = None) -> None:
+        pass
+
+    def log_model(self, model: torch.nn.Module, example: torch.Tensor, step: int,
+                  metadata: Mapping[str, Any]) -> None:
+        return None
+
+    def close(self) -> None:
         pass

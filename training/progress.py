@@ -38,7 +38,9 @@ class Progress:
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self._inner is not None:
             self._inner.close()
-        line = (f"epoch {epoch}/{self.epochs}  train_loss {metrics['train_loss']:.4f}  "
+        # val_acc first when there is a validation split: it is what sweeps select on
+        val = f"val_acc {metrics['val_acc']:.2f}%  " if "val_acc" in metrics else ""
+        line = (f"epoch {epoch}/{self.epochs}  train_loss {metrics['train_loss']:.4f}  {val}"
                 f"test_loss {metrics['test_loss']:.4f}  test_acc {metrics['test_acc']:.2f}%  "
                 f"{metrics['images_per_s']:.0f} img/s  {metrics['epoch_time_s']:.1f} s")
         if self._outer is not None:

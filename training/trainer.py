@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
 from data import BatchAugment, ImageData, batches, normalize
 from models.mixer import num_params
@@ -39,6 +40,9 @@ to a pruned Optuna trial raises its TrialPruned)."""
 CHECKPOINT = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
 PRECISIONS = ("fp32", "bf16")
+GRAD_METRICS = ("grad_norm", "grad_norm_max", "reg_grad_norm", "clip_scale", "clip_scale_min",
+                "clip_frac")
+"""Per-epoch gradient statistics (``Trainer._train_epoch`` defines them)."""
 
 
 class DivergenceError(RuntimeError):
@@ -101,14 +105,40 @@ def _finite(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def no_weight_decay(name: str, param: Tensor) -> bool:
+    """timm's rule (``param_groups_weight_decay``, used by the authors' train.py): no decay on
+    1-D parameters (norm gains, biases) nor on any parameter named ``*.bias``. The second
+    clause matters for the (S, C) LayerNorm of the derivation: its bias is 2-D, so a rule on
+    ndim alone decays it; its (S, C) gain is 2-D and not a bias, so timm decays it, and so
+    do we."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only, not on biases and norm gains (as timm does)."""
+    """Two AdamW groups: weight decay on everything but what ``no_weight_decay`` names."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+            (no_decay if no_weight_decay(name, p) else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def grad_norm(params: Sequence[Tensor]) -> Tensor:
+    """Global L2 norm of the gradients of ``params`` (those that have one), as
+    ``nn.utils.clip_grad_norm_`` computes it, without touching the gradients."""
+    norms = [torch.linalg.vector_norm(p.grad.detach()) for p in params if p.grad is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def clip_scale(norm: Tensor, max_norm: float | None) -> Tensor:
+    """The factor ``nn.utils.clip_grad_norm_`` multiplies every gradient by:
+    min(1, max_norm / (norm + 1e-6)); 1 without clipping."""
+    if max_norm is None:
+        return torch.ones_like(norm)
+    return (max_norm / (norm + 1e-6)).clamp(max=1.0)
 
 
 class Trainer:
@@ -224,17 +254,47 @@ class Trainer:
             if last is None or row["epoch"] > last:
                 self.tracker.log_metrics(row["metrics"], step=row["epoch"])
 
+    def _log_initial_symmetry(self) -> None:
+        """The symmetry measures of the initial weights, logged at step 0 (before the first
+        optimiser step) under the same keys as every epoch's, so a curve against epoch starts
+        at the initialisation (the tied-init and V = 0 controls start at cos = 1). Only to
+        the tracker: metrics.jsonl keeps one line per trained epoch. A job restarted before
+        its first checkpoint logs it again only if the tracker does not hold it yet."""
+        measures = self.model.symmetry_measures()
+        if not measures:
+            return
+        if self.tracker.run_id and self.tracker.last_step(next(iter(measures))) is not None:
+            return
+        self.tracker.log_metrics(measures, step=0)
+
     # ----------------------------------------------------------------- training
-    def _train_epoch(self, progress: Progress) -> tuple[float, float, float]:
-        """One pass over the shuffled training set -> (mean loss, mean reg loss, seconds).
+    def _train_epoch(self, progress: Progress) -> tuple[float, float, float, dict[str, float]]:
+        """One pass over the shuffled training set -> (mean loss, mean reg loss, seconds,
+        gradient statistics).
 
         Every rank draws and augments the same global batch, then trains on its slice; the
         loss is this rank's share of the global mean (times world_size, as DDP averages).
+
+        Gradient statistics over the epoch's steps (``GRAD_METRICS``), all measured before
+        clipping on the gradient the optimiser gets (loss + regulariser, after DDP's
+        all-reduce, so every rank agrees): ``grad_norm`` (mean) and ``grad_norm_max`` of its
+        global L2 norm; ``reg_grad_norm``, the mean norm of the regulariser's own gradient
+        (lam * ||V||^2: 2 lam ||V||; 0 for models without one); ``clip_scale`` (mean) and
+        ``clip_scale_min`` of the factor the global clip multiplies every gradient by
+        (1 = untouched; always 1 with ``grad_clip: null``) and ``clip_frac``, the fraction of
+        steps it clipped. A large regulariser gradient shrinks the loss gradient through the
+        global clip: the lam = 1 question of conf/experiment/lam1_clip.yaml.
         """
         d, cfg, world = self.data, self.cfg, self.dist.world_size
         self.step_model.train()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         reg_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        # gradient statistics, kept on the device (no host sync per step):
+        # sums of norm, reg norm, clip scale, clipped steps; running max norm, min scale
+        sums = torch.zeros(4, device=self.device, dtype=torch.float64)
+        norm_max = torch.zeros((), device=self.device, dtype=torch.float64)
+        scale_min = torch.ones((), device=self.device, dtype=torch.float64)
+        params = [p for p in self.model.parameters() if p.requires_grad]
         n_steps = 0
         t0 = time.perf_counter()
         for xb, yb in batches(d.train_x, d.train_y, cfg.batch_size, shuffle=True,
@@ -250,9 +310,17 @@ class Trainer:
             loss = per_sample.sum() / len(x)  # this rank's share of the global batch mean
             reg = self.model.regularizer()
             self.optimizer.zero_grad(set_to_none=True)
+            reg_norm = self._reg_grad_norm(reg, params)
             (loss * world + reg).backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if cfg.grad_clip is not None:  # returns the norm before clipping
+                norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
+            else:
+                norm = grad_norm(params)
+            norm = norm.to(self.device, torch.float64)
+            scale = clip_scale(norm, cfg.grad_clip)
+            sums += torch.stack([norm, reg_norm.to(sums), scale, (scale < 1).to(sums)])
+            norm_max = torch.maximum(norm_max, norm)
+            scale_min = torch.minimum(scale_min, scale)
             self.optimizer.step()
             self.step += 1
             n_steps += 1
@@ -269,7 +337,22 @@ class Trainer:
                 progress.step()
         seconds = time.perf_counter() - t0
         self.dist.all_reduce_sum(loss_sum)
-        return float(loss_sum) / n_steps, float(reg_sum) / n_steps, seconds
+        mean = (sums / n_steps).tolist()
+        grads = {"grad_norm": mean[0], "grad_norm_max": float(norm_max),
+                 "reg_grad_norm": mean[1], "clip_scale": mean[2],
+                 "clip_scale_min": float(scale_min), "clip_frac": mean[3]}
+        return float(loss_sum) / n_steps, float(reg_sum) / n_steps, seconds, grads
+
+    @staticmethod
+    def _reg_grad_norm(reg: Tensor, params: Sequence[Tensor]) -> Tensor:
+        """||d reg / d params||: the regulariser's share of the step's gradient (0 when it
+        depends on no parameter). A separate autograd.grad over its small graph (elementwise
+        on the V's), which leaves .grad and DDP's hooks alone."""
+        if not reg.requires_grad:
+            return torch.zeros((), device=reg.device)
+        grads = torch.autograd.grad(reg, list(params), retain_graph=True, allow_unused=True)
+        norms = [torch.linalg.vector_norm(g) for g in grads if g is not None]
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else reg.new_zeros(())
 
     def _check_finite(self, loss: float, lr: float) -> None:
         if not math.isfinite(loss) or loss > self.cfg.divergence_loss:
@@ -312,17 +395,20 @@ class Trainer:
             # rewrite the file so it holds exactly the checkpointed epochs
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
             self._sync_tracker(history)
+            if self.epoch == 0:
+                self._log_initial_symmetry()
         history = self.dist.broadcast(history)
         progress = Progress(cfg.progress if main else "off", cfg.epochs, self.steps_per_epoch,
                             self.epoch + 1)
         try:
             while self.epoch < cfg.epochs:
                 progress.start_epoch(self.epoch + 1)
-                train_loss, reg_loss, seconds = self._train_epoch(progress)
+                train_loss, reg_loss, seconds, grads = self._train_epoch(progress)
                 self.epoch += 1
                 metrics = {
                     "train_loss": train_loss,
                     "reg_loss": reg_loss,
+                    **grads,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "epoch_time_s": seconds,
                     "images_per_s": len(d.train_x) / seconds,

@@ -52,9 +52,9 @@ def directions(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("objective", "expected"), [
-    ([], ["maximize"]),                      # the default objective, test_acc
+    ([], ["maximize"]),                      # the default objective, val_acc
     (["objective=test_loss"], ["minimize"]),
-], ids=["test_acc", "test_loss"])
+], ids=["val_acc", "test_loss"])
 def test_without_a_direction_the_study_follows_the_objective(tmp_path, store, objective,
                                                              expected):
     name = f"sense-{expected[0]}"
@@ -75,10 +75,10 @@ def test_a_confirmed_mismatch_runs(tmp_path, store):
     (["objective=symmetry/b0/token/cos"],
      ["objective='symmetry/b0/token/cos' has no known sense", "hydra.sweeper.direction="]),
     (["hydra.sweeper.direction=minimize"],
-     ["hydra.sweeper.direction=minimize would minimize objective='test_acc'",
+     ["hydra.sweeper.direction=minimize would minimize objective='val_acc'",
       "known sense is maximize", "hydra.sweeper.allow_direction_mismatch=true"]),
     (["hydra.sweeper.direction=[maximize,minimize]"],
-     ["has 2 entries but objective=['test_acc'] has 1"]),
+     ["has 2 entries but objective=['val_acc'] has 1"]),
     (["objective=[test_acc,num_params]", "hydra.sweeper.direction=maximize"],
      ["has 1 entries but objective=['test_acc', 'num_params'] has 2"]),
     (["hydra.sweeper.n_trials=0"], ["hydra.sweeper.n_trials=0 is invalid", ">= 1"]),

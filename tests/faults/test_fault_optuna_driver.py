@@ -80,4 +80,4 @@ def test_killed_optuna_driver_resumes_without_losing_or_repeating_trials(tmp_pat
     else:
         assert killed.info.status == "FAILED" and "killed" in killed.data.tags["error"]
     assert study.best_value == pytest.approx(
-        max(children[n][0].data.metrics["test_acc"] for n in ("0", "2", "3")))
+        max(children[n][0].data.metrics["val_acc"] for n in ("0", "2", "3")))  # objective
