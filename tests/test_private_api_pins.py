@@ -161,3 +161,51 @@ def test_the_optuna_sweeper_reads_a_failed_jobs_exception_as_hydra_stores_it(
     with pytest.raises(optuna.TrialPruned):
         _ = failed(optuna.TrialPruned()).return_value
     assert "Error executing job" in capsys.readouterr().err  # why the field is read instead
+
+
+# --- MLflow: the records of a job (tracking/system_metrics.py, dataset_input.py,
+# logged_model.py)
+
+
+def test_system_metrics_monitor_has_the_members_the_job_stops_it_with():
+    """tracking/system_metrics.py stops the monitor and writes its last samples itself before
+    the run is closed: finish(), aggregate_metrics(), publish_metrics(), mlflow_logger.flush()
+    and mlflow_logger.data."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    params = inspect.signature(SystemMetricsMonitor.__init__).parameters
+    assert "run_id" in params and "sampling_interval" in params
+    for name in ("start", "finish", "aggregate_metrics", "publish_metrics"):
+        assert callable(getattr(SystemMetricsMonitor, name)), name
+    logger_src = inspect.getsource(SystemMetricsMonitor.__init__)
+    assert "self.mlflow_logger" in logger_src
+
+
+def test_numpy_dataset_still_converts_to_a_dataset_entity():
+    """tracking/dataset_input.py builds DatasetInputs from ``NumpyDataset._to_mlflow_entity``
+    (log_input would also start a run of its own client)."""
+    import numpy as np
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.numpy_dataset import NumpyDataset
+    from mlflow.entities import Dataset
+
+    ds = NumpyDataset(features=np.zeros((2, 3)), targets=np.zeros(2),
+                      source=CodeDatasetSource(tags={}), name="x")
+    entity = ds._to_mlflow_entity()
+    assert isinstance(entity, Dataset) and entity.name == "x"
+
+
+def test_pytorch_loader_reads_the_pickle_switch_that_load_pyfunc_sets():
+    """tracking.load_pyfunc refuses pickled payloads by setting
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false around the load; MLflow's pytorch loader must
+    still consult it (its default is true)."""
+    import mlflow.pytorch as mp
+    from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+
+    from tracking.logged_model import ALLOW_PICKLE_ENV
+
+    assert MLFLOW_ALLOW_PICKLE_DESERIALIZATION.name == ALLOW_PICKLE_ENV
+    assert "MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get()" in inspect.getsource(
+        mp._is_pickle_deserialization_allowed)
+    # the pt2 (torch.export) branch checks the archive only when pickle is not allowed
+    assert "if not _is_pickle_deserialization_allowed():" in inspect.getsource(mp._load_model)

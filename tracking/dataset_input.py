@@ -23,6 +23,7 @@ experiment, name and digest, and one input per run and dataset.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -60,8 +61,14 @@ def dataset_inputs(name: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]
     unknown = set(splits) - set(CONTEXTS)
     if unknown:
         raise ValueError(f"unknown split(s) {sorted(unknown)}; valid: {list(CONTEXTS)}")
-    origin = (CodeDatasetSource(tags={k: redact(v) for k, v in code_tags.items()})
-              if source is None else resolve_dataset_source(redact(source)))
+    if source is None:
+        origin = CodeDatasetSource(tags={k: redact(v) for k, v in code_tags.items()})
+    else:
+        with warnings.catch_warnings():
+            # MLflow registers its local-artifact source class twice and warns, on every job,
+            # that a local path "can be interpreted in multiple ways" (both are the same class)
+            warnings.filterwarnings("ignore", message="The specified dataset source can be")
+            origin = resolve_dataset_source(redact(source))
     inputs = []
     for split, (x, y) in splits.items():
         dataset = NumpyDataset(features=x, targets=y, source=origin, name=name,
