@@ -1,11 +1,20 @@
-"""Progress display: bars (epochs and steps) on a terminal, one quiet line per epoch in logs."""
+"""Progress display: bars (epochs and steps) on a terminal, one quiet line per epoch in logs.
+
+The epoch line always goes through the logger (so into the job's log file, Hydra's
+``<job>.log``), in bar mode as in line mode; in bar mode the logger's console handlers are
+redirected through ``tqdm.write`` while the bars are shown (tqdm's own
+``logging_redirect_tqdm``), so the line prints above the bars instead of breaking them, and
+the file handlers are left as they are.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextlib import ExitStack
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("training")
 MODES = ("auto", "bars", "lines", "off")
@@ -23,6 +32,11 @@ class Progress:
         self._outer = (tqdm(total=epochs, initial=first_epoch - 1, desc="epochs", position=0)
                        if mode == "bars" else None)
         self._inner: tqdm | None = None
+        # bar mode: the console handlers of the root logger (where Hydra attaches its console
+        # and file handlers) write through tqdm.write until close(); the file handler is untouched
+        self._redirect = ExitStack()
+        if self._outer is not None:
+            self._redirect.enter_context(logging_redirect_tqdm())
 
     def start_epoch(self, epoch: int) -> None:
         if self._outer is not None:
@@ -46,11 +60,11 @@ class Progress:
         if self._outer is not None:
             self._outer.update(1)
             self._outer.set_postfix(test_acc=f"{metrics['test_acc']:.2f}")
-            self._outer.write(line)
-        elif self.mode == "lines":
+        if self.mode != "off":
             log.info(line)
 
     def close(self) -> None:
         for bar in (self._inner, self._outer):
             if bar is not None:
                 bar.close()
+        self._redirect.close()

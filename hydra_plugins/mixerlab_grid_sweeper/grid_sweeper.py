@@ -10,7 +10,9 @@ accepts the same configuration (``params``, ``max_batch_size``) and:
    raising one error that lists each bad value, with no job launched;
 2. launches all batches, records failures without stopping, writes
    ``<sweep dir>/failed_jobs.yaml``, closes the sweep's MLflow parent run as FAILED and raises
-   one error naming each failed job.
+   one error naming each failed job;
+3. logs the sweep's progress (done / failed / running / queued, elapsed, ETA) as jobs start
+   and end: sweep/sweep_progress.py.
 """
 
 import logging
@@ -29,6 +31,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
 from sweep.prelaunch import check_jobs
+from sweep.sweep_progress import SweepProgress, launch
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,10 @@ class GridSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns, failed, idx = [], [], 0
+        progress = SweepProgress(total=sum(len(batch) for batch in self.overrides))
         while not self.is_done():
             batch = self.get_job_batch()
-            results = self.launcher.launch(batch, initial_job_idx=idx)
+            results = launch(self.launcher, batch, idx, progress)
             for job_idx, (overrides, ret) in enumerate(zip(batch, results, strict=True), idx):
                 if ret.status == JobStatus.FAILED:
                     # the job's exception: the public return_value raises it (and prints to
@@ -78,6 +82,7 @@ class GridSweeper(BasicSweeper):
                                    "error": f"{type(err).__name__}: {err}".splitlines()[0]})
             idx += len(batch)
             returns.append(results)
+        progress.close()
         # every job has ended: a run still RUNNING belongs to a job killed outright (SIGKILL)
         from sweep.mlflow_parent import fail_orphaned_runs
 

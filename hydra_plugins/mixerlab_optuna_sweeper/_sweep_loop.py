@@ -50,6 +50,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.mlflow_parent import log_to_parent_run
 from sweep.prelaunch import check_jobs
+from sweep.sweep_progress import SweepProgress, launch
 from sweep.termination import sigterm_raises
 from tracking.optuna_storage import open_storage, resolve_storage_url
 
@@ -137,6 +138,7 @@ class OptunaSweep:
         self.sweep_dir = str(self.config.hydra.sweep.dir)
         self.clock = _Clock()
         self.n_launched = 0
+        self.progress: SweepProgress | None = None
         # a task config without the `optuna` node still composes if the keys are force-added
         self.force_add_identity = not isinstance(self.config.get("optuna"), DictConfig)
         # the user's exclude_keys, kept when the identity keys are added to them
@@ -190,7 +192,9 @@ class OptunaSweep:
                      self.settings.directions)
             succeeded = False
             try:
+                self.progress = self._progress(n_trials)
                 self._run_batches(n_trials)
+                self.progress.close()
                 self._check_some_trial_succeeded()
                 succeeded = True
                 self._fail_orphaned_runs()
@@ -199,6 +203,16 @@ class OptunaSweep:
                 raise
             finally:
                 self._report(setup_ms, raise_errors=succeeded)
+
+    def _progress(self, n_trials: int) -> SweepProgress:
+        """The sweep's progress line: n_trials in all, the counted trials already ended."""
+        ended = counted_trials(self.study.get_trials(deepcopy=False))
+        n_objectives = len(self.settings.directions)
+        words = {TrialState.COMPLETE: "done", TrialState.FAIL: "failed",
+                 TrialState.PRUNED: "pruned"}
+        return SweepProgress(
+            total=n_trials, classify=lambda ret: words[outcome_of(ret, n_objectives).state],
+            **{word: sum(t.state == state for t in ended) for state, word in words.items()})
 
     def _fail_orphaned_runs(self) -> None:
         """Every job has ended: a run still RUNNING belongs to a job killed outright."""
@@ -281,8 +295,8 @@ class OptunaSweep:
         for start, stop in _consecutive_runs([t.number for t in trials]):
             try:
                 with self.clock.jobs():
-                    returns = self.launcher.launch(overrides[start:stop],
-                                                   initial_job_idx=trials[start].number)
+                    returns = launch(self.launcher, overrides[start:stop],
+                                     trials[start].number, self.progress)
                 if len(returns) != stop - start:
                     raise RuntimeError(f"{len(returns)} results for {stop - start} jobs")
                 outcomes += [outcome_of(ret, n_objectives) for ret in returns]

@@ -38,6 +38,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
 from hydra_plugins.mixerlab_submitit_launcher.config import POLL_INTERVAL_S, RESULT_GRACE_S
+from sweep.sweep_progress import LaunchPoller, launch_poller
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,10 @@ def _dead_jobs_return_their_error(poll_interval_s: float | None = POLL_INTERVAL_
 
     class EveryJobExecutor(stock):
         def map_array(self, fn: Any, *iterable: Any) -> list[_ResultOrDeath]:
-            return [_ResultOrDeath(job, poll_interval_s)
-                    for job in super().map_array(fn, *iterable)]
+            jobs = super().map_array(fn, *iterable)
+            # the sweep's progress line reads the states of all the launch's jobs at each poll
+            poller = launch_poller(jobs)
+            return [_ResultOrDeath(job, poll_interval_s, poller) for job in jobs]
 
     submitit.AutoExecutor = EveryJobExecutor
     if poll_interval_s is not None:
@@ -127,20 +130,26 @@ class _ResultOrDeath:
     """A submitted job whose ``results()`` waits for it, checking every ``poll_interval_s``
     (None: submitit's own wait), and returns ``[_JobDied]`` instead of raising."""
 
-    def __init__(self, job: Any, poll_interval_s: float | None = POLL_INTERVAL_S) -> None:
+    def __init__(self, job: Any, poll_interval_s: float | None = POLL_INTERVAL_S,
+                 poller: LaunchPoller | None = None) -> None:
         self.job = job
         self.poll_interval_s = poll_interval_s
+        self.poller = poller or launch_poller([])
 
     def results(self) -> list[Any]:
         try:
             if self.poll_interval_s is None:
-                return self.job.results()
-            while not self.job.done():
-                time.sleep(self.poll_interval_s)
-            log.debug("job %s done", self.job.job_id)  # benchmarks/sweep_tail.py reads this
-            return self.job.results()
+                results = self.job.results()
+            else:
+                while not self.job.done():
+                    self.poller.poll()
+                    time.sleep(self.poll_interval_s)
+                log.debug("job %s done", self.job.job_id)  # benchmarks/sweep_tail.py reads this
+                results = self.job.results()
         except Exception as err:  # noqa: BLE001 - the job died; the others still count
-            return [_JobDied(self.job.job_id, err)]
+            results = [_JobDied(self.job.job_id, err)]
+        self.poller.returned(self.job, results[0])
+        return results
 
 
 class _JobDied(RuntimeError):
