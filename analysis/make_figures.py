@@ -8,7 +8,8 @@ Each figure is drawn only when its runs exist (the script says which were skippe
 and which run's file it refused to load: a checkpoint that is not only tensors, or an output
 dir that is not the run's, one line each);
 figures go to ``--out`` as PNG and PDF, their tables beside them as CSV, Markdown and LaTeX,
-and all of them are logged to the sweep's MLflow parent run under ``figures/``.
+all of them in one self-contained ``report.html`` (analysis/report.py), and all are logged
+to the sweep's MLflow parent run under ``figures/``.
 Exit status: 0 when at least one figure was drawn, 1 when none could be, 2 when the store,
 experiment or sweep holds no runs.
 """
@@ -36,6 +37,7 @@ from analysis import (  # noqa: E402
 )
 from analysis.figure_result import Drawn, Skipped  # noqa: E402
 from analysis.load_runs import NoRunsError, RunTables, load_runs  # noqa: E402
+from analysis.report import make_figures_command, write_report  # noqa: E402
 from analysis.tables import write_table  # noqa: E402
 
 # (name, what it shows, draw function)
@@ -142,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  skipped {name}: {why}")
     runs_csv = out / "runs.csv"
     tables.runs.to_csv(runs_csv, index=False)
+    report = write_report(out, drawn, skipped, tables,
+                          make_figures_command(sys.argv[1:] if argv is None else argv))
+    files.append(report)
+    print(f"  report  {report}")
     if not drawn:
         print(f"make_figures: no figure could be drawn from these runs (see above); the run "
               f"table is in {runs_csv}", file=sys.stderr)

@@ -3,12 +3,14 @@ MLflow UI tests."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from jobs import TINY, run_job, sqlite_uri
+from jobs import ROOT, TINY, run_job, sqlite_uri
 from mlflow.tracking import MlflowClient
 
 SWEEP_NAME = "analysis_fixture"
@@ -54,3 +56,21 @@ def analysis_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepStore:
     assert len(children) == 10 and all(r.info.status == "FINISHED" for r in children)
     return SweepStore(workdir, uri, EXPERIMENT, exp.experiment_id, SWEEP_NAME, parent,
                       [r.info.run_id for r in children], seconds)
+
+
+@pytest.fixture(scope="session")
+def figures(analysis_sweep: SweepStore, tmp_path_factory: pytest.TempPathFactory
+            ) -> tuple[Path, subprocess.CompletedProcess]:
+    """`analysis/make_figures.py` run once per session, as a user runs it, over the fixture
+    sweep (tests/test_analysis.py and tests/test_report.py read its output)."""
+    out = tmp_path_factory.mktemp("figures")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "analysis" / "make_figures.py"),
+                           "--tracking-uri", analysis_sweep.uri, "--experiment",
+                           analysis_sweep.experiment, "--out", str(out)],
+                          cwd=analysis_sweep.workdir, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "refused" not in proc.stdout, proc.stdout  # a healthy sweep's checkpoints all load
+    print(f"sweep {analysis_sweep.seconds:.1f} s, make_figures {time.perf_counter() - t0:.1f} s")
+    return out, proc

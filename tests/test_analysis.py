@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +31,6 @@ EXPECTED = {"fig1_accuracy": (1400, 800), "fig2_accuracy_vs_lambda": (1400, 800)
 def make_figures_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def figures(analysis_sweep, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """The CLI run once, as a user runs it, over the fixture sweep."""
-    out = tmp_path_factory.mktemp("figures")
-    t0 = time.perf_counter()
-    proc = make_figures_cli(["--tracking-uri", analysis_sweep.uri, "--experiment",
-                             analysis_sweep.experiment, "--out", str(out)], analysis_sweep.workdir)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "refused" not in proc.stdout, proc.stdout  # a healthy sweep's checkpoints all load
-    print(f"sweep {analysis_sweep.seconds:.1f} s, make_figures {time.perf_counter() - t0:.1f} s")
-    return out, proc
 
 
 def child_runs_frame(store) -> pd.DataFrame:
