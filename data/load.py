@@ -130,7 +130,10 @@ def _splits(name: str, reader: Reader, root: Path | None, size: int,
     sources = reader.sources(root)  # first: a missing dataset fails here, cache or not
     directory = cache_dir if cache_dir is not None else default_cache_dir()
     key = cache_key(name, size, sources)
-    paths = {split: cache_path(directory, name, size, root, split) for split in ("train", "test")}
+    # a dataset at its default place is cached by where that is (sklearn's digits live in each
+    # venv): two checkouts sharing ~/.cache then never overwrite each other's files
+    where = root if root is not None else (sources[0].parent if sources else None)
+    paths = {split: cache_path(directory, name, size, where, split) for split in ("train", "test")}
     cached = [load_split(paths[s], key, reader.channels, size) for s in ("train", "test")]
     if cached[0] is not None and cached[1] is not None:
         return cached[0], cached[1]

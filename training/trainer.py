@@ -29,7 +29,7 @@ from training.device import resolve_device
 from training.distributed import DistEnv
 from training.evaluate import evaluate
 from training.progress import Progress
-from training.schedule import lr_at, scaled_lr
+from training.schedule import scaled_lr, warmup_cosine
 
 log = logging.getLogger("training")
 
@@ -199,6 +199,9 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         self.peak_lr = scaled_lr(config.lr, config.batch_size, config.lr_batch)
+        self.scheduler = warmup_cosine(self.optimizer, self.total_steps, self.warmup_steps,
+                                       self.peak_lr, config.min_lr)
+        self.last_lr = self.peak_lr  # the lr of the last optimiser step (the epoch's "lr")
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
                                        enabled=config.precision == "bf16")
         self.epoch = 0  # last completed epoch
@@ -214,6 +217,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(),
@@ -229,6 +233,11 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = state["epoch"], state["step"]
+        if "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+        else:  # a checkpoint written before the scheduler's state was saved
+            self.scheduler = warmup_cosine(self.optimizer, self.total_steps, self.warmup_steps,
+                                           self.peak_lr, self.cfg.min_lr, start_step=self.step)
         ranks = state["rng"].get("torch_ranks") or []
         torch.set_rng_state(ranks[self.dist.rank] if len(ranks) == self.dist.world_size
                             else state["rng"]["torch"])
@@ -299,9 +308,7 @@ class Trainer:
         t0 = time.perf_counter()
         for xb, yb in batches(d.train_x, d.train_y, cfg.batch_size, shuffle=True,
                               generator=self.gen):
-            lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.peak_lr, cfg.min_lr)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            lr = self.last_lr = self.scheduler.get_last_lr()[0]  # this step's lr
             x, y_soft = self.augment(normalize(xb, d.mean, d.std), yb, self.gen)  # (B,C,H,W), (B,K)
             part = self.dist.shard(len(x))
             with self.autocast:
@@ -322,6 +329,7 @@ class Trainer:
             norm_max = torch.maximum(norm_max, norm)
             scale_min = torch.minimum(scale_min, scale)
             self.optimizer.step()
+            self.scheduler.step()
             self.step += 1
             n_steps += 1
             if n_steps == 1:  # benchmarks/job_start.py: the job's time to its first step
@@ -409,7 +417,7 @@ class Trainer:
                     "train_loss": train_loss,
                     "reg_loss": reg_loss,
                     **grads,
-                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "lr": self.last_lr,
                     "epoch_time_s": seconds,
                     "images_per_s": len(d.train_x) / seconds,
                 }
