@@ -17,12 +17,13 @@ Models-from-code (a Python file logged with the model plus a state dict read wit
 the artifact: code again. So this module logs ``pt2``, never ``pickle``.
 
 **Loading: ``load_pyfunc``, or MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false.** A ``.pt2`` file is
-not safe by itself: ``torch.export.load`` unpickles a record with ``weights_only=False`` when
-the archive's config says so, and the sample inputs after a failed ``weights_only=True`` try
-(torch/export/pt2_archive/_package.py, torch/_export/serde/serialize.py), so a tampered
-artifact could run code. MLflow guards against this only when pickle deserialisation is
-disallowed, ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``, which is *not* its default (3.17
-defaults it to true): then it first checks every record of the archive (JSON / text, raw
+not safe by itself: ``torch.export.load`` unpickles a record without the weights-only
+restriction when the archive's config says so, and the sample inputs after a failed
+``weights_only=True`` try (torch/export/pt2_archive/_package.py,
+torch/_export/serde/serialize.py), so a tampered artifact could run code. MLflow guards
+against this only when pickle deserialisation is disallowed,
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``, which is *not* its default (3.17 defaults it to
+true): then it first checks every record of the archive (JSON / text, raw
 tensor bytes, or a ``torch.load(..., weights_only=True)`` payload; torch >= 2.10) and refuses
 anything else (``mlflow.pytorch._validate_pt2_archive_is_pickle_free``). ``load_pyfunc`` loads
 with that variable set to false; a plain ``mlflow.pyfunc.load_model`` is as safe only when the
