@@ -1,18 +1,25 @@
 """Platform overhead of a sweep: time outside training and evaluation steps.
 
-    .venv/bin/python benchmarks/overhead.py            # the demo sweep (make demo's)
+    .venv/bin/python benchmarks/overhead.py            # the demo sweep (make demo's), ~2.5 min
     .venv/bin/python benchmarks/overhead.py -- data.max_train=2000   # extra overrides
+    # model_comparison's jobs at their real size (4 epochs, ~60 s each), fewer of them: 2 of
+    # its 21 (the full sweep is ~25 min); the job count only changes the driver's share
+    .venv/bin/python benchmarks/overhead.py --experiment model_comparison -- \
+        seed=0 '+variant=vanilla,asym_lam1e-2'
 
-Runs `python sweep/run.py -m +experiment=demo` into a temporary directory, then reads each
-job's `job_time_s` (task start to end), `overhead_s` (job time not in training or evaluation
-steps: data loading, model building, tracking, checkpointing, symmetry measures) from MLflow.
-The driver's own time (interpreter start, imports, config composition, the parent run) is
-the sweep's wall time minus the jobs' time, shared over the jobs. Also times a cached
+Runs `python sweep/run.py -m +experiment=<experiment>` (Hydra's basic launcher: every job in
+the driver's process) into a temporary directory and a fresh SQLite store, then reads each
+job's `job_time_s` (task start to its model logged), `overhead_s` (job time not in training or
+evaluation steps: data loading, model building, tracking, checkpointing, symmetry measures,
+the model's export) from MLflow. The driver's own time (interpreter start, imports, config
+composition, the parent run and the store's creation, each job's final tracking calls, exit)
+is the sweep's wall time minus the jobs' time, shared over the jobs. Also times a cached
 Fashion-MNIST load.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -39,13 +46,19 @@ def cached_load_seconds(cache: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    extra = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="demo",
+                        help="conf/experiment/<name>.yaml to run (demo, model_comparison, ...)")
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         first, cached = cached_load_seconds(tmp / "cache")
         print(f"Fashion-MNIST load: first decode {first:.2f} s, cached {cached:.3f} s")
         uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        cmd = [sys.executable, str(ROOT / "sweep" / "run.py"), "-m", "+experiment=demo",
+        cmd = [sys.executable, str(ROOT / "sweep" / "run.py"), "-m",
+               f"+experiment={args.experiment}",
                f"tracking.uri={uri}", "tracking.experiment=overhead",
                f"hydra.sweep.dir={tmp / 'sweep'}", "trainer.progress=off", *extra]
         t = time.perf_counter()
@@ -56,8 +69,9 @@ def main() -> None:
         jobs = [r for r in store.runs(store.experiment_id("overhead")) if PARENT_TAG in r.tags]
     job_total = sum(r.metrics["job_time_s"] for r in jobs)
     driver = (wall - job_total) / len(jobs)
-    print(f"sweep wall time {wall:.1f} s for {len(jobs)} jobs; driver time "
-          f"(start, imports, composition, parent run) {wall - job_total:.1f} s")
+    print(f"{args.experiment} {' '.join(extra)}: sweep wall time {wall:.1f} s for {len(jobs)} "
+          f"jobs; driver time (start, imports, composition, parent run, final tracking calls, "
+          f"exit) {wall - job_total:.1f} s")
     print(f"{'job':28} {'wall s':>7} {'compute s':>9} {'overhead s':>10} {'overhead':>8}")
     fractions = []
     for r in sorted(jobs, key=lambda r: r.run_name):

@@ -10,6 +10,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from sweep.mlflow_parent import abandon_parent_if_empty
+from sweep.schema_errors import schema_error_message
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,14 @@ def check_jobs(config_loader, config: DictConfig, jobs: Sequence[Sequence[str]])
     problems: dict[str, list[str]] = {}
     tic = time.perf_counter()
     for overrides in jobs:
-        cfg = config_loader.load_sweep_config(config, list(overrides))
+        try:
+            cfg = config_loader.load_sweep_config(config, list(overrides))
+        except Exception as err:  # an unknown key or a wrong type (sweep/schema_errors.py)
+            message = schema_error_message(err, overrides)
+            if message is None:
+                raise
+            problems.setdefault(message, []).append(" ".join(overrides))
+            continue
         for err in config_errors(cfg):
             problems.setdefault(err, []).append(" ".join(overrides))
     log.debug("validated %d job configs in %.2f s", len(jobs), time.perf_counter() - tic)

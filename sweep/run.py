@@ -19,6 +19,7 @@ the credentials. Every log line of the process is redacted (``user:***@``) as we
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -29,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from sweep.schema_errors import refuse_schema_errors  # noqa: E402
 from tracking.secrets import install_log_redaction, strip_argv  # noqa: E402
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # main's config_path
 
 # The task, the validator and the error types import torch and the data/model packages (~1.6 s):
 # imported where they are used, so `--help`, `--cfg` and `--info` answer without them.
@@ -49,6 +53,8 @@ def cli() -> int:
     """``main`` as a command: its exit status, after the one line that ends it (a user error, or
     an interruption) unless a traceback is wanted."""
     try:
+        # an unknown key or a wrong type: one line, before Hydra starts (sweep/schema_errors.py)
+        refuse_schema_errors(sys.argv[1:], CONF_DIR, "config")
         main()
     except (SystemExit, GeneratorExit):
         raise
@@ -70,4 +76,13 @@ def cli() -> int:
 if __name__ == "__main__":
     sys.argv[1:] = strip_argv(sys.argv[1:])  # before Hydra reads it: credentials -> environment
     install_log_redaction()
-    sys.exit(cli())
+    status = cli()
+    # Exit in well under a second, not 2-4 s (docs/PERFORMANCE.md "Sweep tail"): the
+    # interpreter's final collections would walk the 300 000-500 000 objects torch, MLflow and
+    # Hydra leave, over and over as modules are torn down. Garbage is collected (finalised)
+    # once here and the rest frozen out of those collections: atexit handlers (logging's
+    # flush, MLflow's async-logging queues), thread joins and the refcount teardown of modules
+    # still run; only cycles still alive at exit go uncollected, which Python never promises.
+    gc.collect()
+    gc.freeze()
+    sys.exit(status)

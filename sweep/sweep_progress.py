@@ -247,9 +247,12 @@ class LaunchPoller:
     still waits on an earlier job.
     """
 
-    def __init__(self, jobs: Sequence[Any]) -> None:
+    def __init__(self, jobs: Sequence[Any], progress: SweepProgress | None = None,
+                 keys: Sequence[int] | None = None) -> None:
+        """``progress``/``keys``: report ``jobs`` (numbered ``keys``) there; by default to
+        the launch in progress (``launch``), if any."""
         self.jobs = list(jobs)
-        active = _ACTIVE
+        active = (progress, list(keys or [])) if progress is not None else _ACTIVE
         self.progress, self.keys = active if active is not None else (None, [])
         if self.progress is not None and len(self.keys) != len(self.jobs):
             self.progress = None  # not the launch we were told about: report nothing
@@ -260,7 +263,8 @@ class LaunchPoller:
         changed = False
         for key, job in zip(self.keys, self.jobs, strict=True):
             try:
-                if job.num_tasks == 1 and job.paths.result_pickle.exists():
+                # done(): a local job's results() would wait for its process to exit
+                if job.num_tasks == 1 and job.paths.result_pickle.exists() and job.done():
                     changed |= self.progress.finished(key, job.results()[0])
                     continue
                 state = str(job.state).split(" ")[0].upper()

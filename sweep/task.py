@@ -104,8 +104,7 @@ def _run_task(cfg: DictConfig, owned: ExitStack) -> float | list[float]:
         _log_dataset(tracker, cfg, data)
         final = trainer.fit()
         value = objective_value(cfg, final)
-        _log_results(tracker, cfg, trainer, data, final, time.perf_counter() - t_start,
-                     out_dir)
+        _log_results(tracker, cfg, trainer, data, final, t_start, out_dir)
         status = "FINISHED"
         return value
     except BaseException as err:
@@ -243,10 +242,12 @@ def _log_model(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: ImageD
 
 
 def _log_results(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: ImageData,
-                 final: dict[str, float], job_time: float, out_dir: Path) -> None:
-    """The model (``tracking.log_model``), the final metrics (linked to the model), the job's
-    Hydra config and (``tracking.log_checkpoint``) its checkpoint."""
+                 final: dict[str, float], t_start: float, out_dir: Path) -> None:
+    """The model (``tracking.log_model``), the final metrics (linked to the model; the job's
+    time since ``t_start`` includes the model's logging), the job's Hydra config and
+    (``tracking.log_checkpoint``) its checkpoint."""
     model_id = _log_model(tracker, cfg, trainer, data) if tracker.run_id else None
+    job_time = time.perf_counter() - t_start
     # n_test: the test set's own sampling error (a binomial sd) is read off it by analysis/
     extra = {"n_test": float(len(data.test_y))}
     if "val_acc" in final:  # the selection metric: the test accuracy is only reported

@@ -13,8 +13,11 @@ traceback, which shows the user error as its cause). In a sweep's job the error 
 is, so the sweeper records that job as failed (failed_jobs.yaml, an Optuna FAIL trial) and goes
 on with the others; a sweep's bad values are found before any job (sweep/prelaunch.py).
 
-Which exceptions count: the classes in ``USER_ERRORS``, and any exception whose class sets
-``user_error = True`` (how a package that does not import this one opts in).
+Which exceptions count: the classes of ``user_error_types()``, and any exception whose class
+sets ``user_error = True`` (how a package that does not import this one opts in).
+
+A config that breaks the schema (an unknown key, a wrong type) is refused the same way, with one
+line from sweep/schema_errors.py, before Hydra starts: run.py composes the command line first.
 """
 
 from __future__ import annotations
@@ -25,14 +28,7 @@ from contextlib import contextmanager
 
 from hydra.core.hydra_config import HydraConfig
 
-from data import DatasetError
-from sweep.validate import ConfigError
-from tracking.uri import TrackingConfigError
-from training.checkpoint import CheckpointError
-
 TRACEBACK_ENV = "HYDRA_FULL_ERROR"
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, CheckpointError, DatasetError, TrackingConfigError)
 EXIT_USER_ERROR = 2  # as argparse for a bad command line
 
 
@@ -46,9 +42,21 @@ class Refused(BaseException):  # noqa: N818 - it is the outcome, not a failure o
     """A user error on its way past Hydra to run.py's entry point (``str`` is the message)."""
 
 
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes that are user errors. Imported here, not with this module: they
+    pull in torch and the data/model packages, which run.py's error path (a schema error found
+    before Hydra starts, sweep/schema_errors.py) does not need."""
+    from data import DatasetError
+    from sweep.validate import ConfigError
+    from tracking.uri import TrackingConfigError
+    from training.checkpoint import CheckpointError
+
+    return (ConfigError, CheckpointError, DatasetError, TrackingConfigError)
+
+
 def is_user_error(err: BaseException) -> bool:
     """``err`` is the user's to fix (see the module docstring)."""
-    return isinstance(err, USER_ERRORS) or getattr(type(err), "user_error", False) is True
+    return isinstance(err, user_error_types()) or getattr(type(err), "user_error", False) is True
 
 
 def traceback_wanted() -> bool:

@@ -95,7 +95,7 @@ def test_tpe_sweep_persists_and_resumes_to_the_total(tmp_path: Path) -> None:
 
 def test_submitit_local_launcher(tmp_path: Path) -> None:
     out = tmp_path / "submitit"
-    # n_jobs=3: two submitit job arrays instead of three (each costs a few seconds)
+    # asynchronous (the default): 3 jobs in flight, the next submitted as soon as one ends
     sweep(out, *SPACE, "hydra/launcher=submitit_local", "hydra.sweeper.n_trials=6",
           "hydra.sweeper.n_jobs=3", MEDIAN)
     study = load(out)
@@ -327,3 +327,27 @@ def test_a_wrong_or_missing_direction_names_key_value_and_what_is_valid(
     assert "\n" not in message  # one line
     for needle in needles:
         assert needle in message
+
+
+def test_driver_journal_appends_without_fsync_and_optuna_reads_them(tmp_path, monkeypatch):
+    import os
+
+    from hydra_plugins.mixerlab_optuna_sweeper._driver_journal import driver_journal
+
+    url = f"journal://{tmp_path / 'j.log'}"
+    open_storage(url)  # creates the file, as the sweeper does first
+
+    def no_fsync(fd: int) -> None:
+        raise AssertionError("the driver's journal appends must not fsync")
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    study = optuna.create_study(study_name="d", storage=driver_journal(str(tmp_path / "j.log")))
+    for x in (1.0, 2.0):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 5)
+        study.tell(trial, x)
+    monkeypatch.undo()
+    # a job or the analysis opens the same file with Optuna's own backend
+    other = optuna.load_study(study_name="d", storage=open_storage(url))
+    assert [t.value for t in other.trials] == [1.0, 2.0]
+    assert all(t.state == TrialState.COMPLETE for t in other.trials)

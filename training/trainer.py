@@ -24,6 +24,7 @@ from torch import Tensor
 from data import BatchAugment, ImageData, batches, normalize
 from models.mixer import num_params
 from tracking.tracker import Tracker
+from training.adamw import AdamW
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.device import resolve_device
 from training.distributed import DistEnv
@@ -192,8 +193,9 @@ class Trainer:
             self.step_model = torch.compile(ddp) if config.compile else ddp
         self.augment = augment
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
-        self.optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay),
-                                           lr=config.lr, betas=(0.9, 0.999))
+        # torch's AdamW, less its ~1.5-2 s torch._dynamo import (training/adamw.py)
+        self.optimizer = AdamW(_param_groups(model, config.weight_decay), lr=config.lr,
+                               betas=(0.9, 0.999))
         n_train = len(self.data.train_x)
         self.steps_per_epoch = math.ceil(n_train / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -258,6 +260,8 @@ class Trainer:
     def _sync_tracker(self, history: list[dict]) -> None:
         """After a restart: log the epochs the tracker missed (killed between the checkpoint
         and the log call, or the server was down), so no epoch is missing or repeated."""
+        if not history:  # nothing to re-log: no query to the tracker
+            return
         last = self.tracker.last_step("test_acc") if self.tracker.run_id else None
         for row in history:
             if last is None or row["epoch"] > last:

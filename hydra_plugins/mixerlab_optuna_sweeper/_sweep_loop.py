@@ -1,9 +1,15 @@
-"""The sweep: validate, open the study, recover stale trials, then ask/launch/tell in batches.
+"""The sweep: validate, open the study, recover stale trials, then ask/launch/tell.
 
-One batch is ``n_jobs`` trials asked together and launched with one ``launcher.launch`` call
-(``initial_job_idx`` = the first trial's number, so job directories are named after trial
-numbers and a resumed study never overwrites earlier ones). Batches repeat until the study
-holds ``n_trials`` counted trials, so rerunning a command resumes it.
+Asynchronous (``async_trials: true``, the default, on a launcher with a ``job_queue``: the
+submitit ones): ``n_jobs`` trials are kept in flight; whenever one ends (complete, pruned,
+failed, died) it is told at once and the next trial is asked and submitted, so no worker waits
+for the slowest trial of a batch. Batches (``async_trials: false``, and launchers whose
+``launch`` blocks: Hydra's basic launcher runs its jobs one after another in this process,
+and its ``run_job`` changes the working directory, logging and Hydra's global singletons, so
+calls cannot overlap in threads): ``n_jobs`` trials asked together and launched with one
+``launcher.launch`` call. Either way a trial's job number and directory are its trial number
+(``initial_job_idx``), so a resumed study never overwrites earlier jobs, and trials are launched
+until the study holds ``n_trials`` counted trials, so rerunning a command resumes it.
 
 The budget: ``n_trials`` is the study's total target, not a per-run increment (the driver
 logs ``study has N trials, n_trials M, launching K`` when it starts). A trial counts once it
@@ -14,14 +20,18 @@ parameters were enqueued again and the rerun counts instead), nor does one with
 
 Failures: the sweep stops with ``TooManyFailedTrials`` (a non-zero exit, naming the study's
 first failure) once the fraction of counted trials that FAILed exceeds ``max_failure_rate``,
-checked after each batch over the whole study (the stock plugin checks each batch alone,
+checked after each failed trial (batches: after each batch) over the whole study (the stock
+plugin checks each batch alone,
 which makes the same setting mean different things for different ``n_jobs`` and forgets the
 failures of earlier batches and runs). A sweep whose every counted trial FAILed ends the
 same way even with ``max_failure_rate=1.0``: there is no result to report.
 
+Once the rate is exceeded no trial is launched; in asynchronous mode the trials in flight are
+awaited and told first.
+
 SIGTERM (a scheduler's time limit, ``kill``) is handled like Ctrl-C while the study runs:
 Python's default would end the process at once, and the driver must first fail and
-re-enqueue its running batch.
+re-enqueue its running trials.
 """
 
 from __future__ import annotations
@@ -52,8 +62,9 @@ from sweep.mlflow_parent import log_to_parent_run
 from sweep.prelaunch import check_jobs
 from sweep.sweep_progress import SweepProgress, launch
 from sweep.termination import sigterm_raises
-from tracking.optuna_storage import open_storage, resolve_storage_url
+from tracking.optuna_storage import journal_path, open_storage, resolve_storage_url
 
+from ._driver_journal import driver_journal
 from ._job_overrides import identity_overrides, trial_overrides
 from ._results_report import log_summary, study_summary, write_results
 from ._sampler_check import check_sampler
@@ -71,6 +82,10 @@ from .optuna_sweeper import OptunaSweeper, SweeperSettingError
 log = logging.getLogger(__name__)
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# sections of the project's job configs: a task config with none of them (a foreign app, e.g.
+# a stock-plugin user's) has nothing for sweep/validate.py to check, so its configs are only
+# composed (a bad override still fails before any launch) and torch is never imported
+_PROJECT_SECTIONS = ("model", "data", "trainer", "tracking")
 
 
 class TooManyFailedTrials(CompactHydraException, RuntimeError):
@@ -193,7 +208,7 @@ class OptunaSweep:
             succeeded = False
             try:
                 self.progress = self._progress(n_trials)
-                self._run_batches(n_trials)
+                self._run_trials(n_trials)
                 self.progress.close()
                 self._check_some_trial_succeeded()
                 succeeded = True
@@ -220,6 +235,115 @@ class OptunaSweep:
 
         fail_orphaned_runs(self.config)
 
+    def _run_trials(self, n_trials: int) -> None:
+        """Asynchronous where the setting and the launcher allow it, else in batches."""
+        job_queue = getattr(self.launcher, "job_queue", None)
+        if self.settings.async_trials and job_queue is not None:
+            assert self.progress is not None
+            self.progress.parallelism = self.settings.n_jobs
+            with job_queue(self.progress) as queue:
+                self._run_async(n_trials, queue)
+            return
+        if self.settings.async_trials:
+            log.info("Optuna: %s launches whole batches (Hydra's basic launcher runs jobs one "
+                     "after another in this process): trials run in batches of n_jobs=%d",
+                     type(self.launcher).__name__, self.settings.n_jobs)
+        self._run_batches(n_trials)
+
+    def _run_async(self, n_trials: int, queue: Any) -> None:
+        """Keep ``n_jobs`` trials in flight; tell each as it ends and launch the next."""
+        in_flight: dict[int, optuna.Trial] = {}
+        stop: TooManyFailedTrials | None = None
+        validate = True
+        try:
+            while True:
+                if stop is None:
+                    with self.clock.sweeper():
+                        counted = len(counted_trials(self.study.get_trials(deepcopy=False)))
+                    free = min(self.settings.n_jobs, n_trials - counted) - len(in_flight)
+                    if free > 0:
+                        for trial, outcome in self._ask_and_submit(free, in_flight, queue,
+                                                                   validate):
+                            stop = self._tell_async(trial, outcome, stop, len(in_flight))
+                        validate = False
+                if not in_flight:
+                    break
+                with self.clock.jobs():
+                    ended = queue.wait_any()
+                with self.clock.sweeper():
+                    for number, ret in ended:
+                        outcome = outcome_of(ret, len(self.settings.directions))
+                        stop = self._tell_async(in_flight.pop(number), outcome, stop,
+                                                len(in_flight))
+        except KeyboardInterrupt:
+            requeued = requeue_unfinished(self.study, self.store, sorted(in_flight))
+            if requeued:
+                log.warning("Optuna: running trials %s marked FAIL (driver interrupted) and "
+                            "re-enqueued", requeued)
+            raise
+        except Exception as err:
+            failed = fail_unfinished(self.study, self.store, sorted(in_flight), err)
+            if failed:
+                log.warning("Optuna: running trials %s marked FAIL (driver error)", failed)
+            raise
+        if stop is not None:
+            raise stop
+
+    def _ask_and_submit(self, size: int, in_flight: dict[int, optuna.Trial], queue: Any,
+                        validate: bool) -> list[tuple[optuna.Trial, TrialOutcome]]:
+        """Ask ``size`` trials and submit their jobs (the first ones checked first); returns
+        the trials whose submission failed, with their FAIL outcome (not told yet)."""
+        asked: list[tuple[optuna.Trial, list[str]]] = []
+        not_submitted: list[tuple[optuna.Trial, TrialOutcome]] = []
+        with self.clock.sweeper():
+            for _ in range(size):
+                trial = self.study.ask()
+                in_flight[trial.number] = trial  # from here on, an error fails it
+                claim_trial(self.store, trial)
+                asked.append((trial, self._configure(trial)))
+        if validate:
+            self._check_jobs([overrides for _, overrides in asked])
+        for trial, overrides in asked:
+            try:
+                with self.clock.jobs():
+                    queue.submit(overrides, trial.number)
+            except Exception as err:  # noqa: BLE001 - e.g. sbatch refused it: this trial fails
+                outcome = TrialOutcome(TrialState.FAIL,
+                                       reason=f"launch failed: {type(err).__name__}: {err}")
+                if self.progress is not None and self.progress.finished(trial.number, err):
+                    self.progress.report()
+                not_submitted.append((in_flight.pop(trial.number), outcome))
+            self.n_launched += 1
+        return not_submitted
+
+    def _tell_async(self, trial: optuna.Trial, outcome: TrialOutcome,
+                    stop: TooManyFailedTrials | None, running: int) \
+            -> TooManyFailedTrials | None:
+        """Tell an ended trial; returns the failure-rate error once it applies (the trials
+        still running are awaited before it is raised)."""
+        self._tell(trial, outcome)
+        if outcome.state != TrialState.FAIL or stop is not None:
+            return stop
+        try:
+            self._check_failure_rate([outcome])
+        except TooManyFailedTrials as err:
+            if running:
+                log.warning("Optuna: too many failed trials; launching no more, waiting for "
+                            "the %d running", running)
+            return err
+        return None
+
+    def _check_jobs(self, overrides: list[list[str]]) -> None:
+        """Compose and check the first jobs' configs: a typo or a bad value fails now with
+        one clear message, not as a failed trial per job."""
+        if any(section in self.config for section in _PROJECT_SECTIONS):
+            check_jobs(self.settings.hydra_context.config_loader, self.settings.config,
+                       overrides)
+            return
+        for job in overrides:  # a foreign app: composition errors only
+            self.settings.hydra_context.config_loader.load_sweep_config(
+                self.settings.config, list(job))
+
     def _run_batches(self, n_trials: int) -> None:
         first = True
         while True:
@@ -239,10 +363,7 @@ class OptunaSweep:
                     claim_trial(self.store, trials[-1])
                 overrides = [self._configure(trial) for trial in trials]
             if validate:
-                # compose and check the first batch's configs here: a typo or a bad value
-                # fails now with one clear message, not as a failed trial per job
-                check_jobs(self.settings.hydra_context.config_loader, self.settings.config,
-                           overrides)
+                self._check_jobs(overrides)
             outcomes = self._launch(trials, overrides)
             with self.clock.sweeper():
                 for trial, outcome in zip(trials, outcomes, strict=True):
@@ -407,6 +528,10 @@ def _storage_object(url: str) -> BaseStorage:
     """The storage the study is created with, kept by the sweeper so that it can write trial
     attrs through ``BaseStorage``'s public methods (``TrialStore``)."""
     storage = open_storage(url)
+    path = journal_path(url)
+    if path is not None:
+        # the file open_storage created, written by the driver without fsync (_driver_journal)
+        return driver_journal(path)
     # a database URL: the RDBStorage that optuna.create_study would build from the string
     return RDBStorage(storage) if isinstance(storage, str) else storage
 

@@ -207,8 +207,12 @@ class OptunaSweeperConf:
     study_name: str | None = "${hydra.job.name}"
     # total number of counted trials in the study (COMPLETE + PRUNED + FAIL by the job), >= 1
     n_trials: int = 20
-    # trials launched per batch (one launcher.launch call)
+    # trials in flight at once (batch mode: trials per batch, one launcher.launch call)
     n_jobs: int = 2
+    # true: as soon as any trial ends, tell it and launch the next, so n_jobs trials are
+    # always in flight (submitit launchers; the basic launcher runs jobs one after another in
+    # the driver and stays in batches); false: batches of n_jobs trials, each awaited whole
+    async_trials: bool = True
     # stop once more than this fraction of the study's counted trials FAILed
     max_failure_rate: float = 0.0
     # key -> Hydra sweep override (interval/int/tag(log)/range/choice) or a fixed value

@@ -70,6 +70,7 @@ class OptunaSweeper(Sweeper):
         custom_search_space: str | None,
         pruner: DictConfig | None = None,
         allow_direction_mismatch: bool = False,
+        async_trials: bool = True,
     ) -> None:
         # only stored: Hydra creates the sweeper after the MLflow parent run, and an error here
         # could not close that run (the checks run in `sweep`)
@@ -82,6 +83,7 @@ class OptunaSweeper(Sweeper):
         self.study_name = study_name
         self.n_trials = n_trials
         self.n_jobs = n_jobs
+        self.async_trials = async_trials
         self.max_failure_rate = max_failure_rate
         self.params = params
         self.custom_search_space = custom_search_space
@@ -122,7 +124,7 @@ class OptunaSweeper(Sweeper):
                 "of trials must be >= 1")
         if self.n_jobs < 1:
             raise SweeperSettingError(
-                f"hydra.sweeper.n_jobs={self.n_jobs} is invalid; trials per batch must be >= 1")
+                f"hydra.sweeper.n_jobs={self.n_jobs} is invalid; trials in flight must be >= 1")
         if not 0.0 <= self.max_failure_rate <= 1.0:
             raise SweeperSettingError(
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is invalid; it must be "

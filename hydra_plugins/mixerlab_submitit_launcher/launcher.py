@@ -20,6 +20,11 @@ How soon a job's end is noticed, two settings (``hydra.launcher.<key>``):
   take for its result file to appear before it counts as dead: a shared filesystem can show
   the file late. ``local_debug`` (one machine, local disk) sets 1 s.
 
+Asynchronous trials (the Optuna sweeper's default): ``job_queue()`` submits one job at a time
+(``JobQueue.submit``, through the plugin's own ``launch``, which returns at once) and hands
+back whichever jobs have ended (``JobQueue.wait_any``), polling as above, so the sweeper keeps
+``n_jobs`` trials in flight instead of waiting for a whole batch.
+
 Everything else (parameters, submission, requeue through ``checkpoint()``) is the plugin's own.
 ``hydra/launcher=submitit_slurm`` / ``submitit_local`` and every profile built on them
 (conf/hydra/launcher/*.yaml) select these classes: see config.py beside this file.
@@ -38,7 +43,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
 from hydra_plugins.mixerlab_submitit_launcher.config import POLL_INTERVAL_S, RESULT_GRACE_S
-from sweep.sweep_progress import LaunchPoller, launch_poller
+from sweep.sweep_progress import LaunchPoller, SweepProgress, launch_poller
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,111 @@ class _EveryJobLauncher(BaseSubmititLauncher):
                 returns[idx] = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
                                          _return_value=ret)
         return returns
+
+    @contextmanager
+    def job_queue(self, progress: SweepProgress | None = None) -> Iterator[JobQueue]:
+        """A queue that submits jobs one at a time and returns whichever ended (see
+        ``JobQueue``); SLURM is asked every ``poll_interval_s`` while it is open."""
+        with _polling(self.poll_interval_s, self.result_grace_s):
+            yield JobQueue(self, progress)
+
+    def submit_one(self, overrides: Sequence[str], job_idx: int) -> Any:
+        """Submit one job (job number and directory ``job_idx``) without waiting for it;
+        returns its submitit ``Job``. The plugin's own ``launch`` does the submission."""
+        with _jobs_returned_unwaited():
+            (job,) = super().launch([overrides], job_idx)
+        return job
+
+
+class JobQueue:
+    """The jobs in flight of an asynchronous sweep, keyed by job number.
+
+    ``submit`` returns once the job is submitted; ``wait_any`` blocks until at least one job
+    has ended and returns ``(job number, JobReturn)`` for each ended job (a job that died
+    without a result: a FAILED ``JobReturn`` holding the error, as ``launch`` gives).
+    """
+
+    def __init__(self, launcher: _EveryJobLauncher, progress: SweepProgress | None) -> None:
+        self.launcher = launcher
+        self.progress = progress
+        self.poll_interval_s = launcher.poll_interval_s or POLL_INTERVAL_S
+        self.jobs: dict[int, tuple[list[str], Any]] = {}
+
+    def submit(self, overrides: Sequence[str], job_idx: int) -> None:
+        if self.progress is not None:
+            self.progress.submitted(job_idx)
+        job = self.launcher.submit_one(overrides, job_idx)
+        self.jobs[job_idx] = (list(overrides), job)
+
+    def wait_any(self) -> list[tuple[int, JobReturn]]:
+        if not self.jobs:
+            raise RuntimeError("wait_any() with no job in flight")
+        while True:
+            keys = list(self.jobs)
+            LaunchPoller([self.jobs[k][1] for k in keys], self.progress, keys).poll()
+            ended = [key for key in keys if self.jobs[key][1].done()]
+            if ended:
+                return [(key, self._collect(key)) for key in ended]
+            time.sleep(self.poll_interval_s)
+
+    def _collect(self, key: int) -> JobReturn:
+        overrides, job = self.jobs.pop(key)
+        log.debug("job %s done", job.job_id)
+        try:
+            ret = job.results()[0]
+        except Exception as err:  # noqa: BLE001 - the job died; the others still count
+            ret = _JobDied(job.job_id, err)
+        if self.progress is not None and self.progress.finished(key, ret):
+            self.progress.report()
+        if isinstance(ret, _JobDied):
+            log.error("job #%d: %s", key, ret)
+            ret = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=ret)
+        return ret
+
+
+@contextmanager
+def _jobs_returned_unwaited() -> Iterator[None]:
+    """While the stock ``launch`` runs, its executor's ``map_array`` hands back jobs whose
+    ``results()`` is ``[the job]`` at once: ``launch`` submits and returns the submitit jobs
+    without waiting (same mechanism as ``_dead_jobs_return_their_error``)."""
+    import submitit
+
+    stock = submitit.AutoExecutor
+
+    class Unwaited:
+        def __init__(self, job: Any) -> None:
+            self.job = job
+
+        def results(self) -> list[Any]:
+            return [self.job]
+
+    class SubmitOnlyExecutor(stock):
+        def map_array(self, fn: Any, *iterable: Any) -> list[Unwaited]:
+            return [Unwaited(job) for job in super().map_array(fn, *iterable)]
+
+    submitit.AutoExecutor = SubmitOnlyExecutor
+    try:
+        yield
+    finally:
+        submitit.AutoExecutor = stock
+
+
+@contextmanager
+def _polling(poll_interval_s: float | None, result_grace_s: float) -> Iterator[None]:
+    """SLURM's state asked every ``poll_interval_s`` (None: submitit's watcher), a job's
+    result file awaited ``result_grace_s``; restored afterwards."""
+    import submitit
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    stock_watcher, stock_grace = submitit.SlurmJob.watcher, submitit.Job._results_timeout_s
+    if poll_interval_s is not None:
+        submitit.SlurmJob.watcher = SlurmInfoWatcher(delay_s=poll_interval_s)
+    submitit.Job._results_timeout_s = result_grace_s
+    try:
+        yield
+    finally:
+        submitit.SlurmJob.watcher = stock_watcher
+        submitit.Job._results_timeout_s = stock_grace
 
 
 @contextmanager
