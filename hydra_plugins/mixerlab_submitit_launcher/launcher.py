@@ -212,10 +212,8 @@ def _dead_jobs_return_their_error(poll_interval_s: float | None = POLL_INTERVAL_
     tests/test_launcher_poll.py pins what this relies on in submitit.
     """
     import submitit  # lazily, as the plugin: plugin discovery imports this module
-    from submitit.slurm.slurm import SlurmInfoWatcher
 
-    stock, stock_watcher = submitit.AutoExecutor, submitit.SlurmJob.watcher
-    stock_grace = submitit.Job._results_timeout_s
+    stock = submitit.AutoExecutor
 
     class EveryJobExecutor(stock):
         def map_array(self, fn: Any, *iterable: Any) -> list[_ResultOrDeath]:
@@ -225,15 +223,11 @@ def _dead_jobs_return_their_error(poll_interval_s: float | None = POLL_INTERVAL_
             return [_ResultOrDeath(job, poll_interval_s, poller) for job in jobs]
 
     submitit.AutoExecutor = EveryJobExecutor
-    if poll_interval_s is not None:
-        submitit.SlurmJob.watcher = SlurmInfoWatcher(delay_s=poll_interval_s)
-    submitit.Job._results_timeout_s = result_grace_s
     try:
-        yield
+        with _polling(poll_interval_s, result_grace_s):
+            yield
     finally:
         submitit.AutoExecutor = stock
-        submitit.SlurmJob.watcher = stock_watcher
-        submitit.Job._results_timeout_s = stock_grace
 
 
 class _ResultOrDeath:
