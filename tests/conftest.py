@@ -34,6 +34,18 @@ class SweepStore:
     seconds: float
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Point the decoded-data cache of this test process (and every job it starts without its
+    own MIXERLAB_CACHE) at a fresh folder: a ~/.cache left by another checkout or venv holds
+    files whose key names other source files, and their "stale, rebuilding" warnings would
+    reach tests that assert on logged records."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MIXERLAB_CACHE", str(tmp_path_factory.mktemp("data-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def analysis_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepStore:
     """`sweep/run.py -m` over 5 variants x 2 seeds on 8x8 digits (C 16, depth 2, 2 epochs, 300
