@@ -68,7 +68,7 @@ def test_async_launches_the_next_trial_while_a_slow_one_runs_and_resumes(tmp_pat
     assert job_dirs(out) == list(range(6))
     for number in range(6):
         overrides = yaml.safe_load((out / str(number) / ".hydra" / "overrides.yaml").read_text())
-        assert f"++optuna.trial={number}" in overrides
+        assert f"optuna.trial={number}" in overrides
 
 
 def test_batch_mode_waits_for_the_whole_batch(tmp_path) -> None:

@@ -103,12 +103,11 @@ def test_overrides_split_into_search_space_fixed_values_and_deletions() -> None:
                                    "v": FloatDistribution(1e-3, 1.0, log=True)}
     assert space.fixed == {"y": "0", "w": "2"}  # a later fixed value leaves the search space
     assert space.deletions == {"z": "~z"}  # a deletion is neither searched nor fixed
-    identity = identity_overrides("journal:///d/j.log", "s", 7, force_add=True,
-                                  exclude_keys=["seed"])
+    identity = identity_overrides("journal:///d/j.log", "s", 7, exclude_keys=["seed"])
     lines = trial_overrides(space, {"x": 2, "v": 0.01}, {}, identity)
     assert lines[:5] == ["x=2", "v=0.01", "y=0", "w=2", "~z"]
-    assert lines[5:8] == ["++optuna.storage='journal:///d/j.log'", "++optuna.study_name='s'",
-                          "++optuna.trial=7"]
+    assert lines[5:8] == ["optuna.storage='journal:///d/j.log'", "optuna.study_name='s'",
+                          "optuna.trial=7"]
     assert lines[8] == "hydra.job.config.override_dirname.exclude_keys=" \
         "[seed,optuna.storage,optuna.study_name,optuna.trial]"
     # a deletion removes an earlier search-space entry; a later value brings the key back
@@ -185,6 +184,10 @@ def test_sphere_best_params_are_the_searched_params_and_deletion_applies(tmp_pat
     for name in configs:
         assert "/" not in name and "optuna" not in name and name.startswith("x=")
         assert name.endswith(",y=0,~z")
+        # a stock-style app (no `optuna` node) gets the stock overrides and nothing added
+        assert "optuna" not in configs[name]
+        overrides = yaml.safe_load((out / name / ".hydra" / "overrides.yaml").read_text())
+        assert overrides == [f"x={configs[name]['x']}", "y=0", "~z"]
 
 
 def test_resume_reports_the_study_total(tmp_path) -> None:

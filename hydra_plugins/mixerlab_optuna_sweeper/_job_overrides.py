@@ -1,10 +1,12 @@
 """The override list of one trial's job: its sampled values, the fixed values, its identity.
 
-A job learns which trial it is from three overrides appended last, so they win over anything
-the user wrote: ``optuna.storage=<resolved storage>``, ``optuna.study_name=<name>`` and
-``optuna.trial=<number>`` (read by ``sweep/trial_reporter.py``). The task's config is expected
-to hold the node ``optuna: {storage: null, study_name: null, trial: null}``; for a config
-without it the keys are force-added (``++``) so that the job still composes.
+A job whose task config declares the node ``optuna: {storage: null, study_name: null, trial:
+null}`` learns which trial it is from three overrides appended last, so they win over
+anything the user wrote: ``optuna.storage=<resolved storage>``, ``optuna.study_name=<name>``
+and ``optuna.trial=<number>`` (read by ``sweep/trial_reporter.py`` to report epochs for
+pruning). A config without the node (an app written for the stock plugin) opts out: its jobs
+get no identity and exactly the stock plugin's overrides, and nothing is added to the config
+it receives.
 
 The identity is bookkeeping, not a choice of the user: one more override,
 ``hydra.job.config.override_dirname.exclude_keys=[<the user's keys>, optuna.storage,
@@ -37,17 +39,15 @@ EXCLUDE_KEYS = "hydra.job.config.override_dirname.exclude_keys"
 
 
 def identity_overrides(
-    storage_url: str, study_name: str, trial_number: int, force_add: bool,
-    exclude_keys: Sequence[str] = (),
+    storage_url: str, study_name: str, trial_number: int, exclude_keys: Sequence[str] = (),
 ) -> list[str]:
     """The three ``optuna.*`` overrides that tell a job its storage, study and trial, then the
     override that keeps them out of ``override_dirname`` (``exclude_keys``: the user's own)."""
-    prefix = "++" if force_add else ""
     keys = list(exclude_keys) + [k for k in IDENTITY_KEYS if k not in exclude_keys]
     return [
-        f"{prefix}optuna.storage={quote_for_override(storage_url)}",
-        f"{prefix}optuna.study_name={quote_for_override(study_name)}",
-        f"{prefix}optuna.trial={trial_number}",
+        f"optuna.storage={quote_for_override(storage_url)}",
+        f"optuna.study_name={quote_for_override(study_name)}",
+        f"optuna.trial={trial_number}",
         # Transformer.str quotes a key only where the override grammar needs it
         f"{EXCLUDE_KEYS}={Transformer.str(keys)}",
     ]

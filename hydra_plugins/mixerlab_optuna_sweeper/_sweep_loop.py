@@ -154,8 +154,9 @@ class OptunaSweep:
         self.clock = _Clock()
         self.n_launched = 0
         self.progress: SweepProgress | None = None
-        # a task config without the `optuna` node still composes if the keys are force-added
-        self.force_add_identity = not isinstance(self.config.get("optuna"), DictConfig)
+        # only a task config with the `optuna` node asks for its trial's identity; an app
+        # written for the stock plugin gets the stock plugin's overrides and nothing more
+        self.pass_identity = isinstance(self.config.get("optuna"), DictConfig)
         # the user's exclude_keys, kept when the identity keys are added to them
         self.exclude_keys = [str(k) for k in OmegaConf.select(
             self.config, "hydra.job.config.override_dirname.exclude_keys", default=None) or []]
@@ -401,7 +402,7 @@ class OptunaSweep:
         for key, value in extra.items():
             trial.set_user_attr(key, _json_safe(value))
         identity = identity_overrides(self.storage_url, self.study.study_name, trial.number,
-                                      self.force_add_identity, self.exclude_keys)
+                                      self.exclude_keys) if self.pass_identity else []
         return trial_overrides(self.space, trial.params, extra, identity)
 
     def _launch(self, trials: list[optuna.Trial], overrides: list[list[str]]) \
