@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/optuna_async.py                      # 24 trials, 4 workers
     .venv/bin/python benchmarks/optuna_async.py --trials 32 --launcher local_debug   # SLURM
+    .venv/bin/python benchmarks/optuna_async.py --log --max-s 30     # log-uniform 1-30 s
 
 The app is tests/apps/sleep_task.py: each trial sleeps ``duration_s``, a searched parameter
-(``interval(1, 10)`` s), so trial durations vary. The same search (random sampler, seed 0: the
+(``interval(1, 10)`` s; ``--log``: ``tag(log, interval(...))``, most trials short and a few
+long), so trial durations vary. The same search (random sampler, seed 0: the
 same durations in both modes, trial by trial) runs twice, ``n_jobs`` 4 workers,
 ``hydra/launcher=submitit_local`` (a process per job on this machine) unless told otherwise:
 
@@ -47,7 +49,7 @@ def run(mode: str, sweep_dir: Path, args: argparse.Namespace) -> dict[str, float
            f"hydra/launcher={args.launcher}", f"hydra.sweeper.n_trials={args.trials}",
            f"hydra.sweeper.n_jobs={args.workers}", "hydra.sweeper.sampler.seed=0",
            f"hydra.sweeper.async_trials={mode == 'async'}",
-           f"duration_s=interval({args.min_s},{args.max_s})", *args.overrides]
+           f"duration_s={_duration_space(args)}", *args.overrides]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     command_s = time.perf_counter() - start
@@ -61,6 +63,13 @@ def run(mode: str, sweep_dir: Path, args: argparse.Namespace) -> dict[str, float
                          f"{args.trials} trials")
     return {"command_s": command_s, **_utilisation("worker", slots, args.workers),
             **_utilisation("task", tasks, args.workers)}
+
+
+def _duration_space(args: argparse.Namespace) -> str:
+    """The searched ``duration_s``: uniform, or log-uniform (``--log``: most trials short, a
+    few long, as when a search varies width and depth)."""
+    space = f"interval({args.min_s},{args.max_s})"
+    return f"tag(log,{space})" if args.log else space
 
 
 def _result(submitted: Path) -> Path:
@@ -80,10 +89,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--min-s", type=float, default=1.0)
     parser.add_argument("--max-s", type=float, default=10.0)
+    parser.add_argument("--log", action="store_true",
+                        help="log-uniform durations between --min-s and --max-s")
     parser.add_argument("--launcher", default="submitit_local")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both runs")
     args = parser.parse_args()
-    print(f"sleep_task: {args.trials} trials of {args.min_s:g}-{args.max_s:g} s (random, "
+    print(f"sleep_task: {args.trials} trials of {args.min_s:g}-{args.max_s:g} s "
+          f"({'log-uniform' if args.log else 'uniform'}, random sampler, "
           f"seed 0), {args.workers} workers, hydra/launcher={args.launcher}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

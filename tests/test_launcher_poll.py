@@ -20,7 +20,11 @@ from submitit.core.utils import UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher
 
 from hydra_plugins.mixerlab_submitit_launcher import launcher as launcher_mod
-from hydra_plugins.mixerlab_submitit_launcher.config import POLL_INTERVAL_S, RESULT_GRACE_S
+from hydra_plugins.mixerlab_submitit_launcher.config import (
+    LOCAL_POLL_INTERVAL_S,
+    POLL_INTERVAL_S,
+    RESULT_GRACE_S,
+)
 from hydra_plugins.mixerlab_submitit_launcher.launcher import (
     SlurmLauncher,
     _dead_jobs_return_their_error,
@@ -35,13 +39,15 @@ def launcher_config(*overrides: str):
     return cfg.hydra.launcher
 
 
-@pytest.mark.parametrize("profile, grace", [
-    ("submitit_slurm", RESULT_GRACE_S), ("submitit_local", RESULT_GRACE_S),
-    ("gpu_1", RESULT_GRACE_S), ("gpu_4", RESULT_GRACE_S), ("local_debug", 1.0),
-    ("cpu_ddp2", 1.0)])
-def test_every_submitit_profile_has_the_settings_with_their_defaults(profile, grace):
+@pytest.mark.parametrize("profile, poll, grace", [
+    ("submitit_slurm", POLL_INTERVAL_S, RESULT_GRACE_S),
+    ("submitit_local", LOCAL_POLL_INTERVAL_S, RESULT_GRACE_S),
+    ("gpu_1", POLL_INTERVAL_S, RESULT_GRACE_S), ("gpu_4", POLL_INTERVAL_S, RESULT_GRACE_S),
+    ("local_debug", POLL_INTERVAL_S, 1.0), ("cpu_ddp2", POLL_INTERVAL_S, 1.0)])
+def test_every_submitit_profile_has_the_settings_with_their_defaults(profile, poll, grace):
     cfg = launcher_config(f"hydra/launcher={profile}")
-    assert cfg.poll_interval_s == POLL_INTERVAL_S == 1.0
+    # SLURM: a look may ask sacct, once a second; local: a process poll, ten times a second
+    assert cfg.poll_interval_s == poll and (POLL_INTERVAL_S, LOCAL_POLL_INTERVAL_S) == (1.0, 0.1)
     assert cfg.result_grace_s == grace and RESULT_GRACE_S == 15.0  # submitit's own grace
 
 

@@ -71,6 +71,18 @@ def test_async_launches_the_next_trial_while_a_slow_one_runs_and_resumes(tmp_pat
         assert f"optuna.trial={number}" in overrides
 
 
+def test_a_trial_counts_as_ended_at_its_result_not_at_its_process_exit(tmp_path) -> None:
+    """One worker; each job's process stays 4 s after its task returned: the next trial
+    starts before that process is gone, and the sweep returns only after every one is."""
+    out = tmp_path / "linger"
+    sweep(out, [0.1, 0.1, 0.1], "hydra.sweeper.n_jobs=1", "linger_s=4")
+    assert states(out) == ["COMPLETE"] * 3
+    exited = [json.loads((out / str(k) / "exited.json").read_text())["at"] for k in range(3)]
+    for k in (1, 2):
+        assert span(out, k)["start"] < exited[k - 1]  # did not wait for the exit
+    assert span(out, 2)["end"] + 3 < exited[2]  # the last exit was awaited, not cut short
+
+
 def test_batch_mode_waits_for_the_whole_batch(tmp_path) -> None:
     out = tmp_path / "batch"
     sweep(out, [4, 0.1, 0.1], "hydra.sweeper.async_trials=false")

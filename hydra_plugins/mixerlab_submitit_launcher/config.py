@@ -24,6 +24,9 @@ _HERE = "hydra_plugins.mixerlab_submitit_launcher.launcher"
 # seconds between two looks for finished jobs: a finished job is noticed within about this
 # long; null leaves the waiting to submitit (see launcher.py)
 POLL_INTERVAL_S = 1.0
+# submitit_local: a look is a process poll and a file check, no scheduler call, so it looks
+# 10x as often: with short trials the 0.5 s average wait showed as idle workers
+LOCAL_POLL_INTERVAL_S = 0.1
 # seconds a job that SLURM reports ended may take to show its result file (submitit's 15)
 RESULT_GRACE_S = 15.0
 
@@ -38,7 +41,7 @@ class EveryJobSlurmConf(SlurmQueueConf):
 @dataclass
 class EveryJobLocalConf(LocalQueueConf):
     _target_: str = f"{_HERE}.LocalLauncher"
-    poll_interval_s: Optional[float] = POLL_INTERVAL_S  # noqa: UP045 - Hydra reads the type
+    poll_interval_s: Optional[float] = LOCAL_POLL_INTERVAL_S  # noqa: UP045 - Hydra reads the type
     result_grace_s: float = RESULT_GRACE_S
 
 
