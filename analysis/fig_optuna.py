@@ -106,12 +106,12 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
         df.loc[df["tags.optuna_state"] == "PRUNED", "state"] = "PRUNED"
     df["test_acc_reported"] = df["acc"] if "acc" in df else float("nan")
     df["val_acc_"] = df["val_acc"] if "val_acc" in df else float("nan")
-    out = df[["trial", "state", "value", "sb_lambda", "val_acc_", "test_acc_reported",
-              "run_name"]].sort_values("trial")
-    out = out.rename(columns={"value": objective, "val_acc_": "val_acc"})
-    if objective == "val_acc":
-        out = out.drop(columns="val_acc")
-    out = out.reset_index(drop=True)
+    columns = ["trial", "state", "value", "sb_lambda", "val_acc_", "test_acc_reported",
+               "run_name"]
+    if objective == "val_acc":  # the value column is it already; a second one would clash
+        columns.remove("val_acc_")
+    out = df[columns].sort_values("trial")
+    out = out.rename(columns={"value": objective, "val_acc_": "val_acc"}).reset_index(drop=True)
     out.attrs["objective"] = objective
     return out
 

@@ -348,6 +348,24 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
         assert img.size == (1200, 800)
 
 
+def test_trials_of_a_search_on_val_acc_keep_their_objective_column():
+    """A study that selects on val_acc (every search now): the objective is the third column,
+    once, and the figures are labelled with it (once, a clash of two val_acc columns dropped
+    both and labelled them sb_lambda)."""
+    from analysis.fig_optuna import trials_from_runs
+
+    runs = pd.DataFrame({
+        "tags.optuna_trial": ["0", "1"], "params.objective": ["val_acc", "val_acc"],
+        "metrics.val_acc": [81.0, 83.0], "status": ["FINISHED", "KILLED"],
+        "acc": [80.5, 82.0], "val_acc": [81.0, 83.0], "sb_lambda": [1e-3, 1e-5],
+        "run_name": ["t0", "t1"]})
+    trials = trials_from_runs(runs)
+    assert list(trials.columns[:3]) == ["trial", "state", "val_acc"]
+    assert list(trials.columns).count("val_acc") == 1
+    assert list(trials["val_acc"]) == [81.0, 83.0]
+    assert list(trials["test_acc_reported"]) == [80.5, 82.0]
+
+
 def test_optuna_figures_from_the_study(tmp_path, monkeypatch):
     """With the study's journal in the sweep dir (as the Optuna sweeper leaves it), history,
     importances and the λ slice come from Optuna itself."""
