@@ -111,6 +111,28 @@ def test_a_launch_that_raises_counts_its_jobs_failed():
     assert p.ended["failed"] == 2 and p.queued == 1
 
 
+@pytest.mark.parametrize("line_per_job, calls", [(True, [[0], [1]]), (False, [[0, 1]])])
+def test_the_basic_launcher_gets_a_job_per_call_only_with_a_line_per_job(
+        caplog, line_per_job, calls):
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    class InProcess(BasicLauncher):  # Hydra's launcher, minus composing and running a job
+        def __init__(self) -> None:
+            self.calls: list[list[int]] = []
+
+        def launch(self, overrides: list, initial_job_idx: int) -> list:
+            self.calls.append([initial_job_idx + i for i in range(len(overrides))])
+            return [ok(i) for i in self.calls[-1]]
+
+    launcher, p = InProcess(), SweepProgress(total=3, interval_s=1000, clock=Clock())
+    with caplog.at_level(logging.INFO, logger=sweep_progress.__name__):
+        returns = launch(launcher, [["x=0"], ["x=1"]], 0, p, line_per_job=line_per_job)
+    assert launcher.calls == calls and [r.return_value for r in returns] == [0, 1]
+    assert p.ended["done"] == 2 and p.queued == 1 and p.parallelism == 1
+    starting = [r for r in caplog.records if "starting" in r.getMessage()]
+    assert len(starting) == (2 if line_per_job else 0)
+
+
 class _SlurmJob:
     """A job the fake scheduler holds PENDING until tick ``start``, RUNNING until ``end``."""
 

@@ -417,8 +417,10 @@ class OptunaSweep:
         for start, stop in _consecutive_runs([t.number for t in trials]):
             try:
                 with self.clock.jobs():
+                    # one launcher call per batch, as the stock plugin makes (Hydra's basic
+                    # launcher logs "#k : overrides" before each job; progress follows the batch)
                     returns = launch(self.launcher, overrides[start:stop],
-                                     trials[start].number, self.progress)
+                                     trials[start].number, self.progress, line_per_job=False)
                 if len(returns) != stop - start:
                     raise RuntimeError(f"{len(returns)} results for {stop - start} jobs")
                 outcomes += [outcome_of(ret, n_objectives) for ret in returns]
