@@ -14,8 +14,9 @@ variable ``MIXERLAB_PROGRESS_INTERVAL_S`` changes it), e.g.::
   On SLURM (the submitit launchers) a submitted job counts as running once the scheduler
   says RUNNING, read from what the launcher's poll already fetches (the submitit watcher's
   one ``sacct`` per poll for all jobs: no extra scheduler call); with Hydra's basic launcher
-  jobs run in the driver one after the other, so the line comes before each job starts
-  (``job k/N starting``);
+  jobs run in the driver one after the other, so in a grid the line comes before each job
+  starts (``job k/N starting``); an Optuna batch (``n_jobs`` trials) is one launcher call,
+  as in the stock plugin, and its line follows the batch;
 * ETA = mean duration of the jobs that ended in this run x (running + queued) / parallelism
   (the jobs in flight together: 1 for the basic launcher, the launch's size capped by
   ``hydra.launcher.array_parallelism`` otherwise); unknown until a job has ended.
