@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from tracking.uri import (
 
 # Optuna's results reach a parent run after the sweep: a few quick retries, not a job's policy
 RESULTS_RETRIES = 2
+ERROR_TAG_CHARS = 5000  # MLflow tag values hold up to 8000 characters
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +134,31 @@ def close_parent(config: DictConfig, status: str, tags: dict[str, str] | None = 
     """Set the sweep's parent run to ``status`` (FINISHED / FAILED), with optional tags."""
     if config.tracking.enabled:
         parent_run.close_parent(config.hydra.sweep.dir, status, tags, **_policy(config))
+
+
+@contextmanager
+def parent_run_failed_on_error(config: DictConfig) -> Iterator[None]:
+    """Within the block (a sweeper's ``sweep``), any exception, KeyboardInterrupt and SIGTERM
+    (``JobTerminated``) included, first closes the sweep's MLflow parent run as FAILED with the
+    reason in its ``error`` tag, then propagates: Hydra closes the parent (FINISHED) only when
+    ``sweep`` returns, so without this an interrupted driver leaves it RUNNING for good."""
+    try:
+        yield
+    except BaseException as err:
+        _fail_parent_run(config, err)
+        raise
+
+
+def _fail_parent_run(config: DictConfig, err: BaseException) -> None:
+    if not _tracked(config):
+        return  # no tracking (or a task config without it): no parent run
+    reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    try:
+        from tracking.secrets import redact
+
+        close_parent(config, "FAILED", {"error": redact(reason)[:ERROR_TAG_CHARS]})
+    except Exception as close_err:  # noqa: BLE001 - the sweep's own error matters more
+        log.warning("could not mark the sweep's MLflow parent run FAILED: %s", close_err)
 
 
 def abandon_parent_if_empty(config: DictConfig) -> None:

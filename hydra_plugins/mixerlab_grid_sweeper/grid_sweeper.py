@@ -10,7 +10,8 @@ accepts the same configuration (``params``, ``max_batch_size``) and:
    raising one error that lists each bad value, with no job launched;
 2. launches all batches, records failures without stopping, writes
    ``<sweep dir>/failed_jobs.yaml``, closes the sweep's MLflow parent run as FAILED and raises
-   one error naming each failed job;
+   one error naming each failed job; a driver stopped by an error or an interruption (Ctrl-C,
+   SIGTERM) closes the parent run as FAILED with the reason too, never leaves it RUNNING;
 3. logs the sweep's progress (done / failed / running / queued, elapsed, ETA) as jobs start
    and end: sweep/sweep_progress.py.
 """
@@ -30,6 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
+from sweep.mlflow_parent import parent_run_failed_on_error
 from sweep.prelaunch import check_jobs
 from sweep.sweep_progress import SweepProgress, launch
 
@@ -57,6 +59,12 @@ class SweepFailed(RuntimeError):
 
 class GridSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
+        # an exception or an interruption (Ctrl-C, SIGTERM to the driver) closes the sweep's
+        # parent run as FAILED with the reason, instead of leaving it RUNNING
+        with parent_run_failed_on_error(self.config):
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         params_conf = self._parse_config() + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.overrides = self.split_arguments(parser.parse_overrides(params_conf),

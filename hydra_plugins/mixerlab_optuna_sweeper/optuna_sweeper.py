@@ -20,8 +20,7 @@ imported only when a sweep actually starts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.core.plugins import Plugins
@@ -29,6 +28,8 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from sweep.mlflow_parent import parent_run_failed_on_error
 
 _DIRECTIONS = ("minimize", "maximize")
 # the sense of each final metric a job reports (sweep/validate.py FINAL_METRICS); the
@@ -45,7 +46,6 @@ OBJECTIVE_SENSE = {
     "num_params": "minimize",
 }
 MISMATCH_KEY = "hydra.sweeper.allow_direction_mismatch"
-_ERROR_TAG_CHARS = 5000  # MLflow tag values hold up to 8000 characters
 
 log = logging.getLogger(__name__)
 
@@ -210,27 +210,3 @@ def direction_text(direction: Any) -> str:
     if isinstance(direction, (list, tuple)):
         return "[" + ",".join(str(getattr(d, "name", d)).lower() for d in direction) + "]"
     return str(getattr(direction, "name", direction)).lower()
-
-
-@contextmanager
-def parent_run_failed_on_error(config: DictConfig) -> Iterator[None]:
-    """Within the block, any exception (KeyboardInterrupt and SIGTERM included) first closes
-    the sweep's MLflow parent run as FAILED, its reason in the ``error`` tag, then propagates."""
-    try:
-        yield
-    except BaseException as err:
-        _fail_parent_run(config, err)
-        raise
-
-
-def _fail_parent_run(config: DictConfig, err: BaseException) -> None:
-    if not OmegaConf.select(config, "tracking.enabled", default=False):
-        return  # no tracking (or a task config without it): no parent run
-    reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    try:
-        from sweep.mlflow_parent import close_parent  # lazy: imports mlflow
-        from tracking.secrets import redact
-
-        close_parent(config, "FAILED", {"error": redact(reason)[:_ERROR_TAG_CHARS]})
-    except Exception as close_err:  # noqa: BLE001 - the sweep's own error matters more
-        log.warning("could not mark the sweep's MLflow parent run FAILED: %s", close_err)
