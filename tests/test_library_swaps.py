@@ -179,6 +179,13 @@ def test_the_classification_of_tracking_errors():
         MlflowException("failed with error code 429 != 200", error_code=REQUEST_LIMIT_EXCEEDED),
         MlflowException("(sqlite3.OperationalError) database is locked",
                         error_code=TEMPORARILY_UNAVAILABLE),
+        # two jobs logging the same dataset to one server at once: the loser's insert fails
+        MlflowException("API request to endpoint /api/2.0/mlflow/runs/log-inputs failed with "
+                        "error code 400 != 200. Response body: 'BAD_REQUEST: (sqlite3."
+                        "IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                        "datasets.name, datasets.digest'", error_code=BAD_REQUEST),
+        MlflowException("(psycopg2.errors.UniqueViolation) duplicate key value violates unique "
+                        "constraint \"dataset_pk\"", error_code=BAD_REQUEST),
         RuntimeError("anything else"),
     ]
     permanent = [

@@ -48,6 +48,9 @@ PERMANENT_CODES = frozenset({
     "BAD_REQUEST", "INVALID_PARAMETER_VALUE", "ENDPOINT_NOT_FOUND", "NOT_FOUND",
     "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED",
     "NOT_IMPLEMENTED"})
+# what a database says when a concurrent writer inserted the same key first (MLflow's SQL store
+# reports it, through a server, as a 400 with the driver's message)
+UNIQUE_VIOLATIONS = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
 # file-system errors of a local store or artifact (a file under a file, a read-only folder)
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
                               errno.EISDIR, errno.ENOENT, errno.ENAMETOOLONG})
@@ -75,6 +78,12 @@ def is_permanent(err: BaseException) -> bool:
     ==========================================  =========  ====================================
     TrackingError, TrackingConfigError          permanent  a tracking setting that cannot work
     ImportError                                 permanent  no database driver (psycopg2)
+    MlflowException, a unique-key violation     transient  two jobs inserting the same row at
+                                                           once (the same dataset's inputs to a
+                                                           server: SQLite "UNIQUE constraint
+                                                           failed", PostgreSQL "duplicate key
+                                                           value"): the store answers 400, and
+                                                           the retry finds the row and succeeds
     MlflowException, code in PERMANENT_CODES    permanent  HTTP 400, 401, 403, 404, 501: a
                                                            request the store got and refused
     MlflowException, any other code             transient  HTTP 5xx (INTERNAL_ERROR,
@@ -99,6 +108,8 @@ def is_permanent(err: BaseException) -> bool:
         return True
     code = getattr(err, "error_code", None)
     if isinstance(code, str) and type(err).__module__.startswith("mlflow"):
+        if any(text in str(err) for text in UNIQUE_VIOLATIONS):
+            return False  # lost an insert race: the row is there now
         return code in PERMANENT_CODES
     return (isinstance(err, OSError) and not isinstance(err, ConnectionError | TimeoutError)
             and err.errno in PERMANENT_ERRNOS)
