@@ -51,12 +51,19 @@ def n_iter_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def line_labels(table: pd.DataFrame) -> list[str]:
+    """One label per line of the figure: the variant and any other varied configuration, never
+    n_iter (the x axis; with it every point was a line of its own)."""
+    keys = [c for c in table.columns
+            if (c in ARCH_KEYS or c.startswith("params.")) and c != "n_iter"]
+    return [", ".join(filter(None, [r["variant"], arch_label(r, keys)]))
+            for _, r in table.iterrows()]
+
+
 def draw(tables: RunTables, out: Path) -> Drawn:
     """Lines with error bars per variant against n_iter."""
     table = n_iter_table(tables.runs)
-    keys = [c for c in table.columns if c in ARCH_KEYS or c.startswith("params.")]
-    table["line"] = [", ".join(filter(None, [r["variant"], arch_label(r, keys)]))
-                     for _, r in table.iterrows()]
+    table["line"] = line_labels(table)
     fig, ax = new_figure((6.0, 4.0))
     lines = list(dict.fromkeys(table["line"]))
     offsets = np.linspace(-0.08, 0.08, len(lines)) if len(lines) > 1 else [0.0]

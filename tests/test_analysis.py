@@ -337,6 +337,10 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
     assert any(n == "fig6b_optuna_importances" and "could not be opened" in why
                for n, why in skipped)
     n_iter = names["fig5_n_iter"].tables["table5_n_iter"]
+    from analysis.fig_n_iter import line_labels
+
+    # a line per variant across n_iter, not a point-line per (variant, n_iter)
+    assert len(set(line_labels(n_iter))) == n_iter["variant"].nunique() < len(n_iter)
     for (model, it), accs in expected.items():
         row = n_iter[(n_iter["model"] == model) & (n_iter["n_iter"] == it)
                      & (n_iter["λ"].isna() | (n_iter["λ"] == 1e-4))]
