@@ -203,8 +203,8 @@ def launch(launcher: Any, overrides: Sequence[Sequence[str]], initial_job_idx: i
     Hydra's basic launcher runs the jobs in this process one after the other, so with
     ``line_per_job`` it is given one job per call, with the progress line in between (the same
     jobs, numbers and order); without, it gets the whole batch in one call, as Hydra's own
-    sweepers give it (each call re-configures logging: ~3 ms a call, which the Optuna sweeper's
-    small batches do not spend per job). Other launchers get the whole batch; they report
+    sweepers give it (each call re-configures logging, milliseconds a call, which the Optuna
+    sweeper's small batches do not spend per job). Other launchers get the whole batch; they report
     scheduler states through ``launch_poller``. A launch that raises counts its unfinished jobs
     as failed.
     """
