@@ -173,10 +173,12 @@ def test_second_job_on_the_same_run_dir_is_refused_and_the_first_is_intact(tmp_p
     uri, out = sqlite_uri(tmp_path), tmp_path / "job"
     args = [*SLOW_JOB, f"trainer.epochs={EPOCHS}", f"tracking.uri={uri}",
             "tracking.experiment=twice", f"hydra.run.dir={out}"]
-    config = out / ".hydra" / "config.yaml"  # Hydra writes it as the job starts
+    config = out / ".hydra" / "config.yaml"  # Hydra writes it as the job starts ...
+    overrides = out / ".hydra" / "overrides.yaml"  # ... and this one after it is closed
+    # (sampling config.yaml's mtime as soon as it exists could catch it mid-write)
     first, log, written, second = second_while_first_runs(
         args, tmp_path, "the first job's start",
-        lambda: config.exists() and config.stat().st_mtime_ns)
+        lambda: overrides.exists() and config.stat().st_mtime_ns)
     line = refusal(second)
     assert f"hydra.run.dir={out} is in use by another job (pid {first.pid} on host " in line
     assert line.endswith("wait for it to end, or choose another hydra.run.dir"), line
