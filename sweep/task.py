@@ -245,7 +245,28 @@ def _log_results(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: Imag
                  final: dict[str, float], t_start: float, out_dir: Path) -> None:
     """The model (``tracking.log_model``), the final metrics (linked to the model; the job's
     time since ``t_start`` includes the model's logging), the job's Hydra config and
-    (``tracking.log_checkpoint``) its checkpoint."""
+    (``tracking.log_checkpoint``) its checkpoint.
+
+    A job rerun after it had finished (a sweep rerun in its own dir: every job resumes from its
+    checkpoint, trains nothing) finds its final metrics of this epoch logged: the model and
+    those metrics are not logged again (a second model; a job time of the rerun's second);
+    the config and checkpoint artifacts are (the same files, replaced)."""
+    if (tracker.run_id and trainer.start_epoch == trainer.epoch  # nothing trained here
+            and tracker.last_step("final_test_acc") == trainer.epoch):
+        log.info("the results of epoch %d were logged by an earlier run of this job: not "
+                 "logged again", trainer.epoch)
+    else:
+        _log_final(tracker, cfg, trainer, data, final, t_start)
+    hydra_dir = out_dir / ".hydra"
+    if hydra_dir.exists():
+        tracker.log_artifact(str(hydra_dir), "config")
+    if cfg.tracking.log_checkpoint and trainer.ckpt_path.exists():
+        tracker.log_artifact(str(trainer.ckpt_path), "checkpoint")
+
+
+def _log_final(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: ImageData,
+               final: dict[str, float], t_start: float) -> None:
+    """The model and the final metrics, linked to it."""
     model_id = _log_model(tracker, cfg, trainer, data) if tracker.run_id else None
     job_time = time.perf_counter() - t_start
     # n_test: the test set's own sampling error (a binomial sd) is read off it by analysis/
@@ -258,11 +279,6 @@ def _log_results(tracker: Tracker, cfg: DictConfig, trainer: Trainer, data: Imag
                          "job_time_s": job_time,
                          "overhead_s": job_time - final["compute_time_s"], **extra},
                         step=trainer.epoch, model_id=model_id)
-    hydra_dir = out_dir / ".hydra"
-    if hydra_dir.exists():
-        tracker.log_artifact(str(hydra_dir), "config")
-    if cfg.tracking.log_checkpoint and trainer.ckpt_path.exists():
-        tracker.log_artifact(str(trainer.ckpt_path), "checkpoint")
 
 
 def _ended_by(err: BaseException, cfg: DictConfig, out_dir: Path) -> tuple[str, dict[str, str]]:

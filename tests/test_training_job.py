@@ -86,6 +86,23 @@ def test_resume_after_kill_continues_the_same_run_with_identical_metrics(tmp_pat
         assert [s for s, _ in h_killed] == [1, 2, 3, 4, 5], key  # no missing or repeated epoch
         assert h_killed == h_straight, key  # identical to the last digit on CPU
 
+    # the resumed process's figures are its own: its compute is the epochs it trained
+    rows = read_metrics_file(out / "metrics.jsonl")
+    final = MlflowClient(uri).get_run(killed.info.run_id).data.metrics
+    trained_here = sum(r["metrics"]["epoch_time_s"] + r["metrics"]["eval_time_s"]
+                       for r in rows[epochs_done:])
+    assert final["job_time_s"] - final["overhead_s"] == pytest.approx(trained_here, rel=1e-6)
+
+    # the same command after the job finished: nothing is logged a second time
+    keys = ("test_acc", "final_test_acc", "job_time_s", "overhead_s")
+    before = {k: metric_history(uri, killed.info.run_id, k) for k in keys}
+    run_job(args, tmp_path)
+    assert {k: metric_history(uri, killed.info.run_id, k) for k in keys} == before
+    assert MlflowClient(uri).get_run(killed.info.run_id).info.status == "FINISHED"
+    models = MlflowClient(uri).search_logged_models(
+        [killed.info.experiment_id], filter_string=f"source_run_id = '{killed.info.run_id}'")
+    assert len(models) == 1
+
 
 def test_same_seed_gives_identical_metrics(tmp_path):
     rows = []

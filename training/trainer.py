@@ -209,6 +209,7 @@ class Trainer:
         self.epoch = 0  # last completed epoch
         self.step = 0
         self.resumed_run_id: str | None = None
+        self.start_epoch = 0  # the epoch fit() started from (> 0: resumed from a checkpoint)
         self.ckpt_path = self.out_dir / CHECKPOINT
         self.metrics_path = self.out_dir / METRICS_FILE
         if config.resume and self.ckpt_path.exists():
@@ -410,6 +411,7 @@ class Trainer:
             if self.epoch == 0:
                 self._log_initial_symmetry()
         history = self.dist.broadcast(history)
+        self.start_epoch = self.epoch  # epochs up to here were trained by an earlier process
         progress = Progress(cfg.progress if main else "off", cfg.epochs, self.steps_per_epoch,
                             self.epoch + 1)
         try:
@@ -453,8 +455,11 @@ class Trainer:
             progress.close()
         final = dict(history[-1]["metrics"]) if history else {}
         final["best_test_acc"] = max(r["metrics"]["test_acc"] for r in history)
-        # time in training and evaluation steps, for the platform-overhead figure
+        # time in training and evaluation steps of this process, for the platform-overhead
+        # figure (the job's time is this process's too: a resumed job's earlier epochs count
+        # in neither)
         final["compute_time_s"] = sum(r["metrics"]["epoch_time_s"]
-                                      + r["metrics"].get("eval_time_s", 0.0) for r in history)
+                                      + r["metrics"].get("eval_time_s", 0.0) for r in history
+                                      if r["epoch"] > self.start_epoch)
         final["num_params"] = float(num_params(self.model))
         return final
