@@ -39,7 +39,7 @@ demo: setup
 
 # docs/RESULTS.md: the CPU-scale experiment set on Fashion-MNIST, then its figures and tables
 # into docs/results/<experiment>/. 3-6 h on 2 cores (summed from job times measured on two days
-# whose speeds differed 2x; never timed end to end): sb_strength (66 jobs) and n_iter (32) are
+# whose speeds differed 2x; never timed end to end): sb_strength (66 jobs) and n_iter (48) are
 # the longest.
 RESULTS_EXPERIMENTS := model_comparison energy vanilla_symmetry lam1_clip sb_strength search n_iter
 results: setup
