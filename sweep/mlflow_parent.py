@@ -141,7 +141,9 @@ def parent_run_failed_on_error(config: DictConfig) -> Iterator[None]:
     """Within the block (a sweeper's ``sweep``), any exception, KeyboardInterrupt and SIGTERM
     (``JobTerminated``) included, first closes the sweep's MLflow parent run as FAILED with the
     reason in its ``error`` tag, then propagates: Hydra closes the parent (FINISHED) only when
-    ``sweep`` returns, so without this an interrupted driver leaves it RUNNING for good."""
+    ``sweep`` returns, so without this an interrupted driver leaves it RUNNING for good. An
+    exception with ``parent_run_closed`` true (the grid sweeper's SweepFailed, after it closed
+    the run with its failed_jobs count) leaves the run as the sweeper closed it."""
     try:
         yield
     except BaseException as err:
@@ -152,6 +154,8 @@ def parent_run_failed_on_error(config: DictConfig) -> Iterator[None]:
 def _fail_parent_run(config: DictConfig, err: BaseException) -> None:
     if not _tracked(config):
         return  # no tracking (or a task config without it): no parent run
+    if getattr(err, "parent_run_closed", False):
+        return  # the sweeper closed it already, with its own account (a grid's failed jobs)
     reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     try:
         from tracking.secrets import redact

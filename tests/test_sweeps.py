@@ -112,6 +112,7 @@ def test_grid_finishes_every_job_and_reports_the_failed_ones(tmp_path):
     assert all("diverged" in f["error"] for f in failed)
     parents, children = split(runs(uri, "partial"))
     assert parents[0].info.status == "FAILED" and parents[0].data.tags["failed_jobs"] == "2"
+    assert "error" not in parents[0].data.tags  # closed once, by the sweeper's own account
     assert sorted(r.info.status for r in children) == ["FAILED", "FAILED", "FINISHED",
                                                       "FINISHED"]
 

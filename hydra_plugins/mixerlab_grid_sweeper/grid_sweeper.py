@@ -103,10 +103,16 @@ class GridSweeper(BasicSweeper):
         from sweep.mlflow_parent import close_parent
 
         (sweep_dir / "failed_jobs.yaml").write_text(OmegaConf.to_yaml(failed))
+        closed = False
         try:
             close_parent(self.config, "FAILED", {"failed_jobs": str(len(failed))})
+            closed = True
         except Exception as err:  # noqa: BLE001 - the failure report matters more
             log.warning("could not mark the MLflow parent run FAILED: %s", err)
         lines = "\n".join(f"  job {f['job']} ({f['overrides']}): {f['error']}" for f in failed)
-        raise SweepFailed(f"{len(failed)} of {total} jobs failed (the others finished; see "
-                          f"{sweep_dir / 'failed_jobs.yaml'} and each job's log):\n{lines}")
+        error = SweepFailed(f"{len(failed)} of {total} jobs failed (the others finished; see "
+                            f"{sweep_dir / 'failed_jobs.yaml'} and each job's log):\n{lines}")
+        # closed here with its failed_jobs count: the driver's guard (parent_run_failed_on_error)
+        # leaves it as it is; if closing failed, the guard tries again
+        error.parent_run_closed = closed
+        raise error
