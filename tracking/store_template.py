@@ -40,7 +40,7 @@ def template_dir() -> Path:
 def template_path() -> Path:
     """The template for this MLflow version, built here on first use (under a lock: concurrent
     jobs build it once)."""
-    path = template_dir() / f"mlflow-{_mlflow_version()}.db"
+    path = _template_file()
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,10 +54,11 @@ def template_path() -> Path:
     return path
 
 
-def _mlflow_version() -> str:
+def _template_file() -> Path:
+    """Where the template of this MLflow version is (whether or not it is built yet)."""
     import mlflow
 
-    return mlflow.__version__
+    return template_dir() / f"mlflow-{mlflow.__version__}.db"
 
 
 def _drop_if_unsound(template: Path) -> None:
@@ -133,6 +134,6 @@ def seed_new_store(db: Path) -> bool:
         log.warning("new MLflow store %s: could not copy the schema template (%s); MLflow "
                     "creates it instead", db, err)
         os.truncate(db, 0)
-        _drop_if_unsound(template_dir() / f"mlflow-{_mlflow_version()}.db")
+        _drop_if_unsound(_template_file())
         return False
     return True
