@@ -299,9 +299,24 @@ def test_empty_store_fails_clearly(tmp_path, monkeypatch, capsys):
         load_runs(uri, "empty")
 
 
-def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
+def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path, monkeypatch):
     """Figures 5 and 6 from runs logged directly (no training): an n_iter grid, and an Optuna
-    sweep whose study storage is gone (history and λ slice drawn from the child runs)."""
+    sweep whose study storage is gone (history and λ slice drawn from the child runs). Figure
+    5's legend lies beside its axes, never over a point or an error bar."""
+    import analysis.fig_n_iter as fig_n_iter
+
+    saved = {}
+
+    def keep_extents(fig, out, name):  # the legend's and the axes' boxes, before it is closed
+        fig.canvas.draw()
+        saved["legends"] = [lg.get_window_extent() for lg in fig.legends] + [
+            ax.get_legend().get_window_extent() for ax in fig.axes if ax.get_legend()]
+        saved["axes"] = [ax.get_window_extent() for ax in fig.axes]
+        return save_figure(fig, out, name)
+
+    from analysis.style import save_figure
+
+    monkeypatch.setattr(fig_n_iter, "save_figure", keep_extents)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("synthetic")
@@ -349,7 +364,9 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path):
     assert list(trials["trial"]) == [0, 1, 2, 3, 4]
     assert trials.loc[3, "state"] == "PRUNED" and trials.loc[4, "test_acc"] == 74
     with Image.open(tmp_path / "out" / "fig5_n_iter.png") as img:
-        assert img.size == (1200, 800)
+        assert img.size == (1480, 800)
+    assert len(saved["legends"]) == 1
+    assert not any(lg.overlaps(ax) for lg in saved["legends"] for ax in saved["axes"])
 
 
 def test_trials_of_a_search_on_val_acc_keep_their_objective_column():
