@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/overhead.py            # the demo sweep (make demo's), ~2.5 min
     .venv/bin/python benchmarks/overhead.py -- data.max_train=2000   # extra overrides
-    # model_comparison's jobs at their real size (4 epochs, ~60 s each), fewer of them: 2 of
-    # its 21 (the full sweep is ~25 min); the job count only changes the driver's share
+    # model_comparison in full: 21 jobs of 4 epochs, 60-110 s each (36 min on an idle 2-core
+    # host of the slower kind); or 2 of them at their real size (the job count only changes
+    # the driver's share)
+    .venv/bin/python benchmarks/overhead.py --experiment model_comparison
     .venv/bin/python benchmarks/overhead.py --experiment model_comparison -- \
         seed=0 '+variant=vanilla,asym_lam1e-2'
 
