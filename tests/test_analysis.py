@@ -304,6 +304,7 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path, monkeypatch):
     sweep whose study storage is gone (history and λ slice drawn from the child runs). Figure
     5's legend lies beside its axes, never over a point or an error bar."""
     import analysis.fig_n_iter as fig_n_iter
+    from analysis.style import save_figure
 
     saved = {}
 
@@ -313,8 +314,6 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path, monkeypatch):
             ax.get_legend().get_window_extent() for ax in fig.axes if ax.get_legend()]
         saved["axes"] = [ax.get_window_extent() for ax in fig.axes]
         return save_figure(fig, out, name)
-
-    from analysis.style import save_figure
 
     monkeypatch.setattr(fig_n_iter, "save_figure", keep_extents)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
