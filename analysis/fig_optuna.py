@@ -309,9 +309,12 @@ def draw(tables: RunTables, out: Path) -> list[Drawn]:
             color_by = others[0] if others else None
             colour = f"colour: {color_by}, the most important other parameter" if color_by \
                 else "colour: trial"
+            # a point per complete trial: the title counts them, or 12 points read as 20
+            complete = sum(t.state.name == "COMPLETE" for t in study.trials)
             drawn.append(Drawn(NAMES[2], _slice_coloured(
                 study, color_by, label, out,
-                f"Optuna slice: {objective} against λ ({where})\n{colour}")))
+                f"Optuna slice: {objective} against λ (study '{study.study_name}', {complete} "
+                f"complete of {len(study.trials)} trials)\n{colour}")))
         else:
             drawn.append(Drawn(NAMES[2], [], note=f"skipped: {SB_LAMBDA_PARAM} is not searched"))
         return drawn

@@ -303,19 +303,9 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path, monkeypatch):
     """Figures 5 and 6 from runs logged directly (no training): an n_iter grid, and an Optuna
     sweep whose study storage is gone (history and λ slice drawn from the child runs). Figure
     5's legend lies beside its axes, never over a point or an error bar."""
-    import analysis.fig_n_iter as fig_n_iter
-    from analysis.style import save_figure
+    from analysis import fig_n_iter
 
-    saved = {}
-
-    def keep_extents(fig, out, name):  # the legend's and the axes' boxes, before it is closed
-        fig.canvas.draw()
-        saved["legends"] = [lg.get_window_extent() for lg in fig.legends] + [
-            ax.get_legend().get_window_extent() for ax in fig.axes if ax.get_legend()]
-        saved["axes"] = [ax.get_window_extent() for ax in fig.axes]
-        return save_figure(fig, out, name)
-
-    monkeypatch.setattr(fig_n_iter, "save_figure", keep_extents)
+    figs = capture_figures(monkeypatch, fig_n_iter, save=True)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("synthetic")
@@ -364,8 +354,12 @@ def test_n_iter_and_optuna_figures_from_logged_runs(tmp_path, monkeypatch):
     assert trials.loc[3, "state"] == "PRUNED" and trials.loc[4, "test_acc"] == 74
     with Image.open(tmp_path / "out" / "fig5_n_iter.png") as img:
         assert img.size == (1480, 800)
-    assert len(saved["legends"]) == 1
-    assert not any(lg.overlaps(ax) for lg in saved["legends"] for ax in saved["axes"])
+    fig = figs["fig5_n_iter"]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # a closed figure keeps no canvas
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert len(legends) == 1
+    assert not any(lg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+                   for lg in legends for ax in fig.axes)
 
 
 def test_trials_of_a_search_on_val_acc_keep_their_objective_column():
@@ -421,6 +415,9 @@ def test_optuna_figures_from_the_study(tmp_path, monkeypatch):
             client.log_param(rid, k, v)
         client.log_metric(rid, "test_acc", value, step=3)
         client.set_terminated(rid, "FINISHED")
+    pruned = study.ask()  # a seventh trial, pruned: in the history's table, not in the slice
+    pruned.suggest_float("model.sb_lambda", 1e-6, 1.0, log=True)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
     (sweep_dir / "optimization_results.yaml").write_text(yaml.safe_dump(
         {"storage": storage_url, "study_name": "search"}))
     client.set_terminated(parent, "FINISHED")
@@ -430,7 +427,7 @@ def test_optuna_figures_from_the_study(tmp_path, monkeypatch):
     assert {"fig6a_optuna_history", "fig6b_optuna_importances",
             "fig6c_optuna_lambda_slice"} <= set(names), skipped
     trials = names["fig6a_optuna_history"].tables["table6_optuna_trials"]
-    assert len(trials) == 6 and trials["value"].max() == pytest.approx(study.best_value)
+    assert len(trials) == 7 and trials["value"].max() == pytest.approx(study.best_value)
     assert {"params_model.sb_lambda", "params_model.depth", "duration_s"} <= set(trials)
     importances = names["fig6b_optuna_importances"].tables["table6b_optuna_importances"]
     assert set(importances["param"]) == {"model.sb_lambda", "model.depth"}
@@ -452,6 +449,9 @@ def test_optuna_figures_from_the_study(tmp_path, monkeypatch):
     # the λ slice is coloured by the most important other parameter
     slice_ax = figs["fig6c_optuna_lambda_slice"].axes[0]
     assert slice_ax.get_legend().get_title().get_text() == "model.depth"
+    # a point per complete trial, and the title says how many of the study's trials that is
+    assert sum(len(c.get_offsets()) for c in slice_ax.collections) == 6
+    assert "6 complete of 7 trials" in slice_ax.get_title()
     # the trials ranked on the study's objective (test_acc here: an old study, said so)
     assert trials.loc[trials["value"].idxmax(), "rank"] == 1
     assert "test_acc_reported" in trials and "biased upwards" in " ".join(trials.attrs["notes"])
