@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from tracking.interrupts import raise_when_safe
+
 INTERRUPTED = "interrupted"  # how every closing line starts
 
 
@@ -37,21 +39,41 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
                         "last epoch checkpoint")
 
 
+def _when_safe(handler: Callable[[int, FrameType | None], None]
+               ) -> Callable[[int, FrameType | None], None]:
+    """``handler``, whose exception waits for a running tracking call to end: raised inside
+    one, it would leave SQLite's write lock held while the run is closed
+    (tracking/interrupts.py)."""
+    def run(signum: int, frame: FrameType | None) -> None:
+        try:
+            handler(signum, frame)
+        except BaseException as interrupt:  # noqa: BLE001 - re-raised, maybe a moment later
+            raise_when_safe(interrupt)
+    return run
+
+
 @contextmanager
 def sigterm_raises(
     handler: Callable[[int, FrameType | None], None] = _raise_terminated,
 ) -> Iterator[None]:
     """Within the block, SIGTERM calls ``handler`` (default: raise ``JobTerminated``; the Optuna
     driver passes its own), main thread only; the previous handler (submitit's, or an Optuna
-    driver's in-process one) is restored afterwards."""
+    driver's in-process one) is restored afterwards. The exception it raises, and Ctrl-C's
+    KeyboardInterrupt (when SIGINT has Python's default handler), wait for a tracking call to
+    end (``_when_safe``)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, _when_safe(handler))
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _when_safe(signal.default_int_handler))
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def interrupted_line(err: KeyboardInterrupt, *, run_name: str, run_id: str | None, closed: bool,

@@ -4,6 +4,7 @@
 * ``mlflow_tracker``: its MLflow implementation, one job's run;
 * ``client``: the one way to get an MLflow client (SQLite creation lock, retries), URIs;
 * ``retry``: the retry policy (exponential back-off, TrackingError);
+* ``interrupts``: Ctrl-C and SIGTERM held back while a tracking call runs (SQLite's lock);
 * ``uri``: whether a tracking setting can work (URI form, writable store, server reachable);
 * ``secrets``: credentials out of URIs, records and logs (redaction, the environment);
 * ``parent_run``: a sweep's parent run and its side file in the sweep dir;

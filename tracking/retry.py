@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from tracking.interrupts import held
 from tracking.uri import TrackingConfigError
 
 if TYPE_CHECKING:  # imported by the first retried call: the config check and `--help`, which
@@ -144,7 +145,8 @@ def with_retries(fn: Callable[[], T], what: str, retries: int, backoff_s: float,
     more times (one warning line each), then raise TrackingError naming ``what`` and the last
     error. A permanent error (``is_permanent``) is raised at once: a TrackingConfigError or
     TrackingError as it is, any other as a TrackingRefused naming ``where`` (the store's URI,
-    without credentials) when given."""
+    without credentials) when given. Ctrl-C or SIGTERM during an attempt is raised when the
+    attempt ends (tracking/interrupts.py)."""
     import tenacity
 
     retrying = tenacity.Retrying(
@@ -153,8 +155,14 @@ def with_retries(fn: Callable[[], T], what: str, retries: int, backoff_s: float,
         retry=tenacity.retry_if_exception(_is_transient),
         before_sleep=_warn(what),
         reraise=True)  # the last error itself, not tenacity's RetryError
+    def attempt() -> T:
+        # an interrupt (Ctrl-C, SIGTERM) waits for the attempt to end, never for the back-off:
+        # raised inside it, it would leave SQLite's write lock held (tracking/interrupts.py)
+        with held():
+            return fn()
+
     try:
-        return retrying(fn)
+        return retrying(attempt)
     except (TrackingError, TrackingConfigError):
         raise
     except Exception as err:  # noqa: BLE001 - classified below
