@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from sweep.termination import JobTerminated, sigterm_raises
-from tracking.client import open_client
+from tracking.client import holds_interrupts, open_client
 from tracking.interrupts import held, raise_when_safe
 from tracking.retry import with_retries
 
@@ -121,5 +121,13 @@ def test_an_interrupt_during_the_back_off_is_raised_at_once():
         raise ConnectionError("server restarting")
 
     with sigterm_raises(), pytest.raises(JobTerminated):
-        with_retries(flaky, "log metrics", retries=3, backoff_s=30.0)
+        with_retries(flaky, "log metrics", retries=3, backoff_s=30.0, hold_interrupts=True)
     assert attempts == [1]  # stopped in the first 30 s wait, not after it
+
+
+def test_only_a_server_call_stays_interruptible():
+    """A server's request can hang up to MLflow's 120 s timeout and holds no lock here."""
+    assert holds_interrupts("sqlite:////tmp/mlflow.db")
+    assert holds_interrupts("postgresql://db.example/mlflow")
+    assert not holds_interrupts("http://127.0.0.1:5000")
+    assert not holds_interrupts("HTTPS://mlflow.example")

@@ -107,6 +107,14 @@ def _create(uri: str) -> MlflowClient:
         os.close(fd)  # releases the lock
 
 
+def holds_interrupts(uri: str) -> bool:
+    """Whether a call to store ``uri`` holds Ctrl-C and SIGTERM until it ends: every store but
+    an HTTP server (a database, SQLite above all: an interrupt inside SQLAlchemy leaves its
+    write lock held, tracking/interrupts.py). A server's call can hang up to MLflow's request
+    timeout (120 s) and leaves no lock here: it stays interruptible."""
+    return not uri.lower().startswith(("http://", "https://"))
+
+
 class TrackingClient:
     """An MlflowClient whose every call is retried with back-off.
 
@@ -120,11 +128,13 @@ class TrackingClient:
         self.uri = uri
         self.retries = retries
         self.backoff_s = backoff_s
+        self.holds_interrupts = holds_interrupts(uri)
 
     def call(self, what: str, fn: Callable[[MlflowClient], T]) -> T:
-        """``fn(raw client)``, retried; raises TrackingError after the last attempt."""
+        """``fn(raw client)``, retried; raises TrackingError after the last attempt. Against a
+        database, Ctrl-C or SIGTERM waits for the attempt to end (``holds_interrupts``)."""
         return with_retries(lambda: fn(self._raw), what, self.retries, self.backoff_s,
-                            where=self.uri)
+                            where=self.uri, hold_interrupts=self.holds_interrupts)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._raw, name)
@@ -177,5 +187,5 @@ def open_client(uri: str, retries: int = DEFAULT_RETRIES,
     check_tracking_uri(uri, writable=False)
     use_own_retries()
     raw = with_retries(lambda: _create(credentialed(uri)), "open the tracking store", retries,
-                       backoff_s, where=uri)
+                       backoff_s, where=uri, hold_interrupts=holds_interrupts(uri))
     return TrackingClient(raw, uri, retries, backoff_s)

@@ -8,12 +8,12 @@ and the exception's traceback keeps it alive: the lock stays held while the job 
 and every closing call waits out SQLite's 20 s busy timeout, retry after retry (a grid job sent
 SIGTERM in CI took over a minute to exit, its run still RUNNING).
 
-``held()`` marks one attempt of a tracking call (``TrackingClient.call``; never the back-off
-between attempts, so an interrupt there is raised at once). A handler raises through
-``raise_when_safe``: at once outside a call, else when the call returns, its transaction
-committed or rolled back. Main thread only: handlers run nowhere else, and a call in another
-thread cannot be interrupted by one. An attempt is bounded (SQLite's busy timeout, the HTTP
-request timeout), so an interrupt waits at most that long.
+``held()`` marks one attempt of a tracking call to a database (``TrackingClient.call``; never
+the back-off between attempts, so an interrupt there is raised at once; never a call to an HTTP
+server, which holds no lock here and may hang up to MLflow's request timeout). A handler raises
+through ``raise_when_safe``: at once outside a call, else when the call returns, its transaction
+committed or rolled back; SQLite's busy timeout (20 s) bounds the wait. Main thread only:
+handlers run nowhere else, and a call in another thread cannot be interrupted by one.
 """
 
 from __future__ import annotations

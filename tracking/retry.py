@@ -140,13 +140,13 @@ def _warn(what: str) -> Callable[[tenacity.RetryCallState], None]:
 
 
 def with_retries(fn: Callable[[], T], what: str, retries: int, backoff_s: float,
-                 where: str | None = None) -> T:
+                 where: str | None = None, hold_interrupts: bool = False) -> T:
     """Call ``fn``; on a transient exception wait backoff_s, 2 backoff_s, ... up to ``retries``
     more times (one warning line each), then raise TrackingError naming ``what`` and the last
     error. A permanent error (``is_permanent``) is raised at once: a TrackingConfigError or
     TrackingError as it is, any other as a TrackingRefused naming ``where`` (the store's URI,
-    without credentials) when given. Ctrl-C or SIGTERM during an attempt is raised when the
-    attempt ends (tracking/interrupts.py)."""
+    without credentials) when given. ``hold_interrupts``: Ctrl-C or SIGTERM during an attempt
+    is raised when the attempt ends (a database's calls; tracking/interrupts.py)."""
     import tenacity
 
     retrying = tenacity.Retrying(
@@ -162,7 +162,7 @@ def with_retries(fn: Callable[[], T], what: str, retries: int, backoff_s: float,
             return fn()
 
     try:
-        return retrying(attempt)
+        return retrying(attempt if hold_interrupts else fn)
     except (TrackingError, TrackingConfigError):
         raise
     except Exception as err:  # noqa: BLE001 - classified below
