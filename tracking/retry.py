@@ -155,6 +155,7 @@ def with_retries(fn: Callable[[], T], what: str, retries: int, backoff_s: float,
         retry=tenacity.retry_if_exception(_is_transient),
         before_sleep=_warn(what),
         reraise=True)  # the last error itself, not tenacity's RetryError
+
     def attempt() -> T:
         # an interrupt (Ctrl-C, SIGTERM) waits for the attempt to end, never for the back-off:
         # raised inside it, it would leave SQLite's write lock held (tracking/interrupts.py)
