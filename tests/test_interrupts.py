@@ -125,9 +125,11 @@ def test_an_interrupt_during_the_back_off_is_raised_at_once():
     assert attempts == [1]  # stopped in the first 30 s wait, not after it
 
 
-def test_only_a_server_call_stays_interruptible():
+def test_only_a_database_call_holds_interrupts():
     """A server's request can hang up to MLflow's 120 s timeout and holds no lock here."""
     assert holds_interrupts("sqlite:////tmp/mlflow.db")
     assert holds_interrupts("postgresql://db.example/mlflow")
+    assert holds_interrupts("postgresql+psycopg2://db.example/mlflow")
     assert not holds_interrupts("http://127.0.0.1:5000")
     assert not holds_interrupts("HTTPS://mlflow.example")
+    assert not holds_interrupts("databricks")

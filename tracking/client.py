@@ -24,11 +24,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, with_retries
 from tracking.secrets import create_private, credentialed, stash_credentials
 from tracking.store_template import seed_new_store
-from tracking.uri import SQLITE_PREFIX, check_tracking_uri, sqlite_path
+from tracking.uri import SQL_SCHEMES, SQLITE_PREFIX, check_tracking_uri, sqlite_path
 
 if TYPE_CHECKING:  # MLflow itself is imported when a client is created (``_create``): a job
     # without tracking, or one that only checks its config, never pays its ~2 s import
@@ -108,11 +109,11 @@ def _create(uri: str) -> MlflowClient:
 
 
 def holds_interrupts(uri: str) -> bool:
-    """Whether a call to store ``uri`` holds Ctrl-C and SIGTERM until it ends: every store but
-    an HTTP server (a database, SQLite above all: an interrupt inside SQLAlchemy leaves its
-    write lock held, tracking/interrupts.py). A server's call can hang up to MLflow's request
-    timeout (120 s) and leaves no lock here: it stays interruptible."""
-    return not uri.lower().startswith(("http://", "https://"))
+    """Whether a call to store ``uri`` holds Ctrl-C and SIGTERM until it ends: a database's
+    (SQLAlchemy's; SQLite above all: an interrupt inside SQLAlchemy leaves its write lock held,
+    tracking/interrupts.py). A server's call can hang up to MLflow's request timeout (120 s)
+    and leaves no lock here: it stays interruptible."""
+    return urlsplit(uri).scheme.lower().split("+")[0] in SQL_SCHEMES
 
 
 class TrackingClient:
