@@ -24,12 +24,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from tracking.retry import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, with_retries
 from tracking.secrets import create_private, credentialed, stash_credentials
 from tracking.store_template import seed_new_store
-from tracking.uri import SQL_SCHEMES, SQLITE_PREFIX, check_tracking_uri, sqlite_path
+from tracking.uri import SQLITE_PREFIX, check_tracking_uri, is_database, sqlite_path
 
 if TYPE_CHECKING:  # MLflow itself is imported when a client is created (``_create``): a job
     # without tracking, or one that only checks its config, never pays its ~2 s import
@@ -113,7 +112,7 @@ def holds_interrupts(uri: str) -> bool:
     (SQLAlchemy's; SQLite above all: an interrupt inside SQLAlchemy leaves its write lock held,
     tracking/interrupts.py). A server's call can hang up to MLflow's request timeout (120 s)
     and leaves no lock here: it stays interruptible."""
-    return urlsplit(uri).scheme.lower().split("+")[0] in SQL_SCHEMES
+    return is_database(uri)
 
 
 class TrackingClient:

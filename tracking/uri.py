@@ -107,6 +107,18 @@ def _connect_reason(err: Exception) -> str:
     return type(err).__name__
 
 
+def is_database(uri: str) -> bool:
+    """Whether ``uri`` is a database store, MLflow's SQLAlchemy store: sqlite, postgresql,
+    mysql, mssql, with or without a driver (``postgresql+psycopg2://``)."""
+    return _dialect(urlsplit(uri).scheme) in SQL_SCHEMES
+
+
+def _dialect(scheme: str) -> str:
+    """``scheme`` lower-cased, less SQLAlchemy's driver: ``postgresql`` of
+    ``postgresql+psycopg2``."""
+    return scheme.lower().split("+")[0]
+
+
 def _uri_problem(uri: str, writable: bool) -> str | None:
     """Why ``uri`` cannot be a tracking store, or None."""
     if not isinstance(uri, str) or not uri.strip():
@@ -118,7 +130,7 @@ def _uri_problem(uri: str, writable: bool) -> str | None:
     except ValueError as err:  # e.g. an unclosed [ in an IPv6 host
         return f"it is not a URI ({err})"
     scheme = parts.scheme.lower()
-    base = scheme.split("+")[0]  # SQLAlchemy's dialect+driver, e.g. postgresql+psycopg2
+    base = _dialect(scheme)
     if base in SERVER_SCHEMES and scheme == base:
         return _server_problem(parts)
     if base == "sqlite":
